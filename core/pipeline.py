@@ -1,0 +1,336 @@
+"""fetch → normalise → H3 aggregate: the city's data, as pure steps over frames.
+
+:class:`CityData` holds, per layer and role, the normalised rows of all of that
+role's sources (point roles) or the areas apportioned onto base-resolution cells
+(area roles), plus the admin boundaries used for drill-down. Aggregating to any
+coarser resolution is a group-by over vectorised parents (:func:`aggregate`).
+
+A source that fails to load never takes the app down: its error is recorded in
+its :class:`SourceHealth`, its layer keeps whatever it last had, and the other
+sources carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from core.areal import apportion
+from core.config import REPO_ROOT, Boundary, CityConfig, Source
+from core.hexes import cell_area_km2, cell_centers, parents
+from data import AdapterContext, Batch, SourceError, get_adapter_class
+from data.base import AdapterBase, empty_frame
+from layers import LAYERS
+from layers.base import Metric
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceHealth:
+    """What ``/api/health`` says of one source."""
+
+    name: str
+    layer: str
+    role: str
+    adapter: str
+    simulated: bool
+    stale_after: float | None
+    rows_loaded: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: tuple[str, ...] = ()
+    last_read: datetime | None = None
+    last_data: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """Stale when the last read failed, or no data arrived within ``stale_after``."""
+        if self.last_read is None:
+            return True
+        if self.last_error is not None and (self.last_error_at or self.last_read) >= self.last_read:
+            return True
+        if self.stale_after is None:
+            return False
+        reference = self.last_data or self.last_read
+        return ((now or datetime.now(UTC)) - reference).total_seconds() > self.stale_after
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "layer": self.layer, "role": self.role, "adapter": self.adapter,
+            "simulated": self.simulated, "rows_loaded": self.rows_loaded,
+            "rows_rejected": int(sum(self.rejected.values())),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "warnings": list(self.warnings),
+            "last_read": _iso(self.last_read), "last_data": _iso(self.last_data),
+            "last_error": self.last_error, "last_error_at": _iso(self.last_error_at),
+            "stale": self.is_stale(),
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class BoundaryLevel:
+    """One level of admin units, with each base cell assigned to the unit covering most of it."""
+
+    spec: Boundary
+    units: gpd.GeoDataFrame  # name, parent, geometry
+    cells: pd.DataFrame  # cell (base res) → name
+
+    def names(self, parent: str | None = None) -> list[str]:
+        units = self.units
+        if parent is not None and "parent" in units:
+            units = units.loc[units["parent"] == parent]
+        return sorted(units["name"].astype(str).unique())
+
+    def bounds(self, name: str) -> tuple[float, float, float, float] | None:
+        match = self.units.loc[self.units["name"] == name]
+        if match.empty:
+            return None
+        west, south, east, north = match.total_bounds
+        return float(west), float(south), float(east), float(north)
+
+
+class CityData:
+    """All layers' normalised data for one city, and how to aggregate it."""
+
+    def __init__(self, config: CityConfig) -> None:
+        self.config = config
+        self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone)
+        self.cache_dir = _cache_dir(config)
+        self.health: dict[str, SourceHealth] = {
+            s.name: SourceHealth(s.name, s.layer, s.role, s.adapter, s.simulated, s.stale_after)
+            for s in config.sources
+        }
+        self._frames: dict[str, pd.DataFrame] = {}  # by source name
+        self._areas: dict[str, gpd.GeoDataFrame] = {}  # area sources' polygons
+        self._adapters: dict[str, AdapterBase] = {}
+        self._cursors: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._aggregates: OrderedDict[tuple[Any, ...], pd.Series] = OrderedDict()
+        self.version = 0
+        self.boundaries: tuple[BoundaryLevel, ...] = ()
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, config: CityConfig) -> CityData:
+        data = cls(config)
+        data.boundaries = tuple(data._load_boundary(b) for b in config.boundaries)
+        for source in config.sources:
+            data.refresh_source(source)
+        return data
+
+    def adapter(self, source: Source) -> AdapterBase:
+        if source.name not in self._adapters:
+            cls = get_adapter_class(source.adapter)
+            self._adapters[source.name] = cls(source, self.context)
+        return self._adapters[source.name]
+
+    def refresh_source(self, source: Source, incremental: bool = False) -> None:
+        """Read one source (snapshot, or updates since the last cursor) and swap it in.
+
+        Failures are recorded, never raised: the layer keeps its last data.
+        """
+        health = self.health[source.name]
+        now = datetime.now(UTC)
+        try:
+            adapter = self.adapter(source)
+            if incremental and source.name in self._cursors:
+                batch = adapter.updates(self._cursors[source.name])
+            else:
+                batch = adapter.snapshot()
+        except SourceError as exc:
+            self._record_error(health, str(exc), now)
+            return
+        except Exception as exc:  # an adapter bug must not stop the other sources
+            log.exception("source %s failed", source.name)
+            self._record_error(health, f"{type(exc).__name__}: {exc}", now)
+            return
+        self.apply_batch(source, batch, now)
+
+    def _record_error(self, health: SourceHealth, message: str, now: datetime) -> None:
+        log.warning("source %s: %s", health.name, message)
+        health.last_error = message
+        health.last_error_at = now
+        health.last_read = health.last_read or None
+
+    def apply_batch(self, source: Source, batch: Batch, now: datetime | None = None) -> None:
+        """Install a batch from an adapter (replace or append) and update health."""
+        now = now or datetime.now(UTC)
+        health = self.health[source.name]
+        role = LAYERS[source.layer].roles[source.role]
+        frame = batch.frame
+        if role.geometry == "area" and len(frame):
+            self._areas[source.name] = frame
+            frame = apportion(frame, self.config.map.base_res, self.cache_dir)
+        with self._lock:
+            if batch.replace or source.name not in self._frames:
+                self._frames[source.name] = frame
+                health.rejected = Counter(batch.rejected)
+            elif len(frame):
+                self._frames[source.name] = pd.concat([self._frames[source.name], frame],
+                                                      ignore_index=True)
+                health.rejected.update(batch.rejected)
+            else:
+                health.rejected.update(batch.rejected)
+            self._cursors[source.name] = batch.cursor
+            health.rows_loaded = len(self._areas[source.name]) if source.name in self._areas \
+                else len(self._frames[source.name])
+            health.warnings = batch.warnings
+            health.last_read = now
+            health.last_error = None
+            if len(frame) or batch.replace:
+                health.last_data = now
+            self.version += 1
+            self._aggregates.clear()
+
+    def _load_boundary(self, spec: Boundary) -> BoundaryLevel:
+        units = gpd.read_file(spec.path) if spec.path.suffix.lower() not in (".parquet",) \
+            else gpd.read_parquet(spec.path)
+        units = units.to_crs("EPSG:4326") if units.crs else units.set_crs("EPSG:4326")
+        frame = gpd.GeoDataFrame({
+            "name": units[spec.name_field].astype(str).to_numpy(),
+            "id": (units[spec.id_field] if spec.id_field else units[spec.name_field])
+            .astype(str).to_numpy(),
+        }, geometry=units.geometry.to_numpy(), crs="EPSG:4326")
+        if spec.parent_field:
+            frame["parent"] = units[spec.parent_field].astype(str).to_numpy()
+        frame = frame.dissolve(by="name", as_index=False, aggfunc="first") \
+            if frame["name"].duplicated().any() else frame
+        pieces = apportion(
+            frame.assign(value=1.0, source=spec.level)[["id", "name", "value", "source", "geometry"]],
+            self.config.map.base_res, self.cache_dir)
+        best = pieces.sort_values("area_m2", ascending=False).drop_duplicates("cell")
+        return BoundaryLevel(spec=spec, units=frame, cells=best[["cell", "name"]]
+                             .reset_index(drop=True))
+
+    # ------------------------------------------------------------------ access
+    def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame:
+        """All rows of one layer role (or of one source), normalised."""
+        with self._lock:
+            names = [s.name for s in self.config.sources
+                     if s.layer == layer and s.role == role and (source is None or s.name == source)]
+            frames = [self._frames[n] for n in names if n in self._frames and len(self._frames[n])]
+        if not frames:
+            return _empty_role_frame(layer, role)
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def areas(self, source: str) -> gpd.GeoDataFrame | None:
+        return self._areas.get(source)
+
+    def boundary(self, level: str) -> BoundaryLevel | None:
+        return next((b for b in self.boundaries if b.spec.level == level), None)
+
+    def sources(self) -> tuple[Source, ...]:
+        return self.config.sources
+
+    def metric(self, layer: str, name: str | None) -> Metric:
+        return LAYERS[layer].metric(name, self.config.sources)
+
+    def layer_stale(self, layer: str) -> bool:
+        sources = self.config.sources_for(layer)
+        return bool(sources) and any(self.health[s.name].is_stale() for s in sources)
+
+    # ------------------------------------------------------------- aggregation
+    def cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
+        """Metric value per cell at ``res`` (index: int64 cells), memoised per data version."""
+        key = (layer, metric.name, res, self.version)
+        with self._lock:
+            cached = self._aggregates.get(key)
+            if cached is not None:
+                self._aggregates.move_to_end(key)
+                return cached
+        frame = self.frame(layer, metric.role, metric.source)
+        values = aggregate(frame, metric, res)
+        with self._lock:
+            self._aggregates[key] = values
+            while len(self._aggregates) > 256:
+                self._aggregates.popitem(last=False)
+        return values
+
+
+def _empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
+    role = LAYERS[layer].roles[role_name]
+    if role.geometry == "area":
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+            ("cell", np.int64), ("id", str), ("name", str), ("source", str), ("area_m2", float),
+            ("area_km2", float), ("value", float), ("unit_area_km2", float))})
+    return empty_frame(role)
+
+
+def _cache_dir(config: CityConfig) -> Path:
+    path = Path(config.cache.directory)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def filter_rows(frame: pd.DataFrame, where: Iterable[tuple[str, tuple[object, ...]]]) -> pd.DataFrame:
+    mask = np.ones(len(frame), dtype=bool)
+    for column, values in where:
+        mask &= frame[column].isin(values).fillna(False).to_numpy(dtype=bool)
+    return frame.loc[mask]
+
+
+def aggregate(frame: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
+    """One metric per H3 cell at ``res``: a pure function of the normalised rows.
+
+    >>> aggregate(frame, Metric("n", "", "", role="requests"), 8)   # doctest: +SKIP
+    cell
+    613229523017236479    4.0
+    """
+    if metric.where:
+        frame = filter_rows(frame, metric.where)
+    if frame.empty:
+        return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
+    cell = pd.Series(parents(frame["cell"].to_numpy(), res), index=frame.index, name="cell")
+    if metric.agg == "count":
+        values = cell.groupby(cell).size().astype(float)
+    else:
+        column = frame[metric.column]  # type: ignore[index]
+        grouped = column.groupby(cell)
+        if metric.agg == "sum":
+            values = grouped.sum(min_count=1)
+        elif metric.agg == "mean":
+            values = grouped.mean()
+        elif metric.agg == "median":
+            values = grouped.median()
+        elif metric.agg == "nunique":
+            values = grouped.nunique().astype(float)
+        elif metric.agg == "sum_per_km2":
+            sums = grouped.sum(min_count=1)
+            values = sums / cell_area_km2(sums.index.to_numpy())
+        else:  # pragma: no cover - Literal guards this
+            raise ValueError(f"unknown aggregation {metric.agg!r}")
+    values = values.dropna().astype(float)
+    values.index = values.index.astype(np.int64)
+    values.index.name = "cell"
+    return values
+
+
+def cells_in_view(values: pd.Series, bbox: tuple[float, float, float, float] | None) -> pd.Series:
+    """Keep cells whose centre lies inside the (padded) viewport."""
+    if bbox is None or values.empty:
+        return values
+    west, south, east, north = bbox
+    pad_x, pad_y = (east - west) * 0.1, (north - south) * 0.1
+    lat, lon = cell_centers(values.index.to_numpy())
+    inside = ((lat >= south - pad_y) & (lat <= north + pad_y)
+              & (lon >= west - pad_x) & (lon <= east + pad_x))
+    return values.loc[inside]
+
+
+def now_monotonic() -> float:
+    return time.monotonic()

@@ -1,0 +1,57 @@
+"""Data adapters, chosen by name from the city config.
+
+Built-in adapters are listed in :data:`BUILTIN` as ``module:Class`` and imported
+only when used, so a missing driver (psycopg, paho-mqtt) matters only to the
+cities that use it. Third-party adapters register in the entry-point group
+``citybrain.adapters``::
+
+    [project.entry-points."citybrain.adapters"]
+    my-scada = "my_package.adapter:ScadaAdapter"
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+
+from core.config import ConfigError
+from data.base import Adapter, AdapterBase, AdapterContext, Batch, SourceError, normalise
+
+ENTRY_POINT_GROUP = "citybrain.adapters"
+
+BUILTIN: dict[str, str] = {
+    "csv": "data.files:CsvAdapter",
+    "geojson": "data.files:GeoFileAdapter",
+    "geopackage": "data.files:GeoFileAdapter",
+    "shapefile": "data.files:GeoFileAdapter",
+    "parquet": "data.files:ParquetAdapter",
+    "file": "data.files:AnyFileAdapter",
+}
+
+
+@cache
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def adapter_names() -> list[str]:
+    """Every adapter name a config may use: built-in, then installed plug-ins."""
+    return sorted(set(BUILTIN) | set(_entry_points()))
+
+
+def get_adapter_class(name: str) -> type[AdapterBase]:
+    """The adapter class registered under ``name``; unknown names list the valid ones."""
+    target = BUILTIN.get(name) or _entry_points().get(name)
+    if target is None:
+        raise ConfigError(f"unknown adapter {name!r}; valid adapters are: "
+                          + ", ".join(adapter_names()))
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    return cls  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "Adapter", "AdapterBase", "AdapterContext", "Batch", "SourceError", "BUILTIN",
+    "ENTRY_POINT_GROUP", "adapter_names", "get_adapter_class", "normalise",
+]

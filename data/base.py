@@ -1,0 +1,359 @@
+"""The adapter contract, and the one normalisation every adapter's rows go through.
+
+An adapter knows how to *read* a kind of system (a file, a database, a broker, an
+HTTP API) and returns raw rows; :func:`normalise` turns those rows into the one
+frame the rest of citybrain reads, whatever the source:
+
+point roles
+    ``id`` (str), ``time`` (UTC, NaT when the source has none), ``lat``/``lon``
+    (WGS84 float64), ``cell`` (H3 int64 at the city's base resolution), ``source``
+    (str), then the role's attribute columns under their normalised names.
+area roles
+    ``id``, ``name``, ``value`` (float), ``geometry`` (WGS84 shapely), ``cell`` (of
+    a representative point), ``source``.
+
+Rows that cannot be placed or timed are not guessed at: they are dropped and
+counted under a reason (``missing coordinates``, ``unparseable time`` …) that
+``/api/health`` reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from core.hexes import index_points
+from data.crs import to_wgs84
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from core.config import Source
+    from layers.base import Role
+
+log = logging.getLogger(__name__)
+
+POINT_COLUMNS = ("id", "time", "lat", "lon", "cell", "source")
+AREA_COLUMNS = ("id", "name", "value", "geometry", "cell", "source")
+
+
+class SourceError(RuntimeError):
+    """A source cannot be read at all (file missing, service down, column absent)."""
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What an adapter needs to know about the city it serves."""
+
+    base_res: int = 10
+    timezone: str = "UTC"
+
+
+@dataclass
+class Batch:
+    """Normalised rows from one read, with the rejected rows counted by reason.
+
+    ``replace`` says the frame is the source's whole current state (a re-read
+    snapshot); otherwise it holds only new rows to append. ``cursor`` is what to
+    pass to the next ``updates(since=…)``.
+    """
+
+    frame: pd.DataFrame
+    rejected: Counter[str] = field(default_factory=Counter)
+    replace: bool = True
+    cursor: Any = None
+    warnings: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What every data adapter provides. Drivers are imported inside the adapter."""
+
+    name: ClassVar[str]
+    #: Config keys this adapter reads (besides the common and field-mapping keys).
+    options: ClassVar[frozenset[str]]
+    required_options: ClassVar[frozenset[str]]
+    #: Streaming adapters push rows continuously; the ingest engine polls ``updates``.
+    streaming: ClassVar[bool]
+
+    def snapshot(self) -> Batch:
+        """Everything the source holds now (within its configured window)."""
+        ...
+
+    def updates(self, since: Any) -> Batch:
+        """Rows that arrived after cursor ``since``; ``replace=True`` for a full re-read."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class AdapterBase:
+    """Shared plumbing for adapters: config, context, normalisation of raw frames."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[frozenset[str]] = frozenset()
+    required_options: ClassVar[frozenset[str]] = frozenset()
+    streaming: ClassVar[bool] = False
+
+    def __init__(self, source: Source, context: AdapterContext) -> None:
+        from layers import LAYERS
+
+        self.source = source
+        self.context = context
+        self.role = LAYERS[source.layer].roles[source.role]
+
+    def normalise(self, raw: pd.DataFrame) -> Batch:
+        return normalise(raw, self.source, self.role, self.context)
+
+    def updates(self, since: Any) -> Batch:
+        """Default for snapshot sources: nothing new until re-read."""
+        return Batch(frame=empty_frame(self.role), replace=False, cursor=since)
+
+    def close(self) -> None:
+        return None
+
+
+def empty_frame(role: Role) -> pd.DataFrame:
+    """A zero-row frame with the normalised columns of ``role``."""
+    if role.geometry == "area":
+        import geopandas as gpd
+
+        return gpd.GeoDataFrame(
+            {"id": pd.Series(dtype=str), "name": pd.Series(dtype=str),
+             "value": pd.Series(dtype=float), "cell": pd.Series(dtype=np.int64),
+             "source": pd.Series(dtype=str)},
+            geometry=gpd.GeoSeries([], crs="EPSG:4326"),
+        )
+    frame = pd.DataFrame({
+        "id": pd.Series(dtype=str),
+        "time": pd.Series(dtype="datetime64[ns, UTC]"),
+        "lat": pd.Series(dtype=float),
+        "lon": pd.Series(dtype=float),
+        "cell": pd.Series(dtype=np.int64),
+        "source": pd.Series(dtype=str),
+    })
+    for attr in role.fields:
+        frame[attr.name] = _empty_series(attr.kind)
+    return frame if role.derive is None else role.derive(frame)
+
+
+def _empty_series(kind: str) -> pd.Series:
+    if kind == "float":
+        return pd.Series(dtype=float)
+    if kind == "time":
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    return pd.Series(dtype=object)
+
+
+def _blank(series: pd.Series) -> pd.Series:
+    """True where a raw value is missing: null, NaN or an empty/whitespace string."""
+    as_text = series.astype("string")
+    return series.isna() | as_text.str.strip().fillna("").eq("")
+
+
+def parse_times(raw: pd.Series, timezone: str) -> pd.Series:
+    """Parse timestamps to UTC; naive values are read in the city's time zone.
+
+    Unparseable values become NaT; the caller decides whether that rejects the row.
+    """
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    elif pd.api.types.is_numeric_dtype(raw):
+        # Epoch numbers: milliseconds when too large to be seconds.
+        numbers = pd.to_numeric(raw, errors="coerce")
+        unit = "ms" if numbers.abs().max(skipna=True) > 1e11 else "s"
+        return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+    else:
+        text = raw.astype("string").str.strip()
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
+        if parsed.dtype == object:  # mixed offsets: let pandas put everything in UTC
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+
+
+def _missing_columns(raw: pd.DataFrame, mapping: Mapping[str, str], needed: tuple[str, ...]) -> None:
+    missing = [mapping[k] for k in needed if k in mapping and mapping[k] not in raw.columns]
+    if missing:
+        raise SourceError(
+            f"missing column(s) {', '.join(map(repr, missing))}; the source has: "
+            + ", ".join(map(str, raw.columns[:40]))
+        )
+
+
+def apply_where(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
+    """Keep rows whose ``where`` columns hold one of the configured values."""
+    if not source.where:
+        return raw
+    _missing_columns(raw, {k: k for k in source.where}, tuple(source.where))
+    keep = np.ones(len(raw), dtype=bool)
+    for column, values in source.where.items():
+        keep &= raw[column].astype("string").isin([str(v) for v in values]).fillna(False).to_numpy()
+    return raw.loc[keep]
+
+
+def normalise(raw: pd.DataFrame, source: Source, role: Role, context: AdapterContext) -> Batch:
+    """Raw rows in, the normalised frame and counted rejections out (see module docs)."""
+    raw = apply_where(raw, source)
+    if role.geometry == "area":
+        return _normalise_areas(raw, source, role, context)
+    return _normalise_points(raw, source, role, context)
+
+
+def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
+                      context: AdapterContext) -> Batch:
+    fields = source.fields
+    rejected: Counter[str] = Counter()
+    warnings: list[str] = []
+    lat_col, lon_col = fields.get("lat", "lat"), fields.get("lon", "lon")
+    has_geometry = "geometry" in raw.columns and (lat_col not in raw or lon_col not in raw)
+    if not has_geometry:
+        _missing_columns(raw, {"lat": lat_col, "lon": lon_col}, ("lat", "lon"))
+    _missing_columns(raw, fields, ("time", "id"))
+    raw = raw.reset_index(drop=True)
+    n = len(raw)
+    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
+
+    def reject(mask: pd.Series | np.ndarray, why: str) -> None:
+        mask = pd.Series(np.asarray(mask, dtype=bool), index=raw.index) & reason.isna()
+        reason[mask] = why
+
+    if has_geometry:
+        geoms = raw["geometry"]
+        xs = np.array([g.x if g is not None and not g.is_empty and g.geom_type == "Point" else np.nan
+                       for g in geoms], dtype=float)
+        ys = np.array([g.y if g is not None and not g.is_empty and g.geom_type == "Point" else np.nan
+                       for g in geoms], dtype=float)
+        reject(np.isnan(xs) | np.isnan(ys), "missing coordinates")
+    else:
+        blank = _blank(raw[lat_col]) | _blank(raw[lon_col])
+        reject(blank, "missing coordinates")
+        xs = pd.to_numeric(raw[lon_col], errors="coerce").to_numpy(dtype=float)
+        ys = pd.to_numeric(raw[lat_col], errors="coerce").to_numpy(dtype=float)
+        reject(np.isnan(xs) | np.isnan(ys), "unparseable coordinates")
+    reject(~np.isfinite(xs) | ~np.isfinite(ys), "unparseable coordinates")
+    with np.errstate(invalid="ignore"):
+        lon, lat = to_wgs84(xs, ys, source.crs)
+        reject((lat < -90) | (lat > 90) | (lon < -180) | (lon > 180) | ~np.isfinite(lat)
+               | ~np.isfinite(lon), "coordinates out of range")
+    reject((np.abs(lat) < 1e-9) & (np.abs(lon) < 1e-9), "coordinates at (0, 0)")
+
+    if "time" in fields:
+        time = parse_times(raw[fields["time"]], context.timezone)
+        blank_time = _blank(raw[fields["time"]])
+        reject(blank_time, "missing time")
+        reject(time.isna() & ~blank_time, "unparseable time")
+    else:
+        time = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+
+    if "id" in fields:
+        ids = raw[fields["id"]].astype("string").str.strip()
+        ids = ids.str.replace(r"\.0$", "", regex=True)
+        reject(ids.isna() | ids.eq(""), "missing id")
+    else:
+        ids = pd.Series([f"{source.name}:{i}" for i in range(n)], index=raw.index, dtype="string")
+
+    out = pd.DataFrame({"id": ids, "time": time, "lat": lat, "lon": lon}, index=raw.index)
+    out["name"] = raw[fields["label"]].astype("string") if fields.get("label") in raw else pd.NA
+    for attr in role.fields:
+        column = fields.get(attr.name)
+        if column is None:
+            out[attr.name] = _empty_series(attr.kind).reindex(raw.index)
+            continue
+        if column not in raw.columns:
+            warnings.append(f"column {column!r} for {attr.name!r} is absent; left empty")
+            out[attr.name] = _empty_series(attr.kind).reindex(raw.index)
+            continue
+        values = raw[column]
+        if attr.kind == "float":
+            out[attr.name] = pd.to_numeric(values, errors="coerce")
+        elif attr.kind == "time":
+            parsed = parse_times(values, context.timezone)
+            reject(parsed.isna() & ~_blank(values), f"unparseable {attr.name}")
+            out[attr.name] = parsed
+        else:
+            text = values.astype("string").str.strip()
+            out[attr.name] = text.where(text.ne(""), pd.NA)
+
+    keep = reason.isna().to_numpy()
+    rejected.update(reason[~keep].value_counts().to_dict())
+    out = out.loc[keep]
+    duplicated = out["id"].duplicated(keep="last").to_numpy()
+    if duplicated.any():
+        rejected["duplicate id"] += int(duplicated.sum())
+        out = out.loc[~duplicated]
+    out = out.reset_index(drop=True)
+    out.insert(4, "cell", index_points(out["lat"].to_numpy(), out["lon"].to_numpy(), context.base_res))
+    out.insert(5, "source", source.name)
+    out["id"] = out["id"].astype(str)
+    out["source"] = out["source"].astype(str)
+    if role.derive is not None:
+        out = role.derive(out)
+    if rejected:
+        log.info("source %s: rejected %s", source.name, dict(rejected))
+    return Batch(frame=out, rejected=rejected, replace=True, warnings=tuple(warnings))
+
+
+def _normalise_areas(raw: pd.DataFrame, source: Source, role: Role,
+                     context: AdapterContext) -> Batch:
+    import geopandas as gpd
+    import shapely
+
+    fields = source.fields
+    rejected: Counter[str] = Counter()
+    geometry_column = fields.get("geometry", "geometry")
+    _missing_columns(raw, {"geometry": geometry_column, **fields}, tuple(fields) + ("geometry",))
+    geoms = raw[geometry_column]
+    if not isinstance(geoms, gpd.GeoSeries):
+        # WKT text (CSV sources) or shapely objects.
+        geoms = gpd.GeoSeries(
+            [shapely.from_wkt(g, on_invalid="ignore") if isinstance(g, str) else g for g in geoms],
+            index=raw.index, crs=None,
+        )
+    frame = gpd.GeoDataFrame(raw.drop(columns=[geometry_column]), geometry=geoms.values,
+                             crs=geoms.crs)
+    if frame.crs is None:
+        frame = frame.set_crs(source.crs if source.crs.upper() not in ("GCJ-02", "BD-09")
+                              else "EPSG:4326")
+    if source.crs.upper() in ("GCJ-02", "BD-09"):
+        frame = frame.set_geometry(shapely.transform(
+            frame.geometry.values,
+            lambda xy: np.column_stack(to_wgs84(xy[:, 0], xy[:, 1], source.crs))))
+    frame = frame.to_crs("EPSG:4326")
+    empty = frame.geometry.isna() | frame.geometry.is_empty
+    rejected["missing geometry"] += int(empty.sum())
+    frame = frame.loc[~empty]
+    invalid = ~frame.geometry.is_valid
+    if invalid.any():
+        frame.loc[invalid, "geometry"] = frame.geometry[invalid].make_valid()
+    polygonal = frame.geometry.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])
+    rejected["not a polygon"] += int((~polygonal).sum())
+    frame = frame.loc[polygonal]
+    if "value" in fields:
+        value = pd.to_numeric(frame[fields["value"]], errors="coerce")
+        bad = value.isna()
+        rejected["unparseable value"] += int(bad.sum())
+        frame, value = frame.loc[~bad], value[~bad]
+    else:
+        value = pd.Series(np.nan, index=frame.index)
+    ids = (frame[fields["id"]].astype("string") if "id" in fields
+           else pd.Series([f"{source.name}:{i}" for i in range(len(frame))], index=frame.index))
+    names = frame[fields["label"]].astype("string") if "label" in fields else ids
+    points = frame.geometry.representative_point()
+    out = gpd.GeoDataFrame(
+        {"id": ids.astype(str).to_numpy(), "name": names.astype(str).to_numpy(),
+         "value": value.astype(float).to_numpy(),
+         "cell": index_points(points.y.to_numpy(), points.x.to_numpy(), context.base_res),
+         "source": source.name},
+        geometry=frame.geometry.to_numpy(), crs="EPSG:4326",
+    )
+    rejected = Counter({k: v for k, v in rejected.items() if v})
+    return Batch(frame=out.reset_index(drop=True), rejected=rejected, replace=True)

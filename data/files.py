@@ -1,0 +1,130 @@
+"""File adapters: CSV, GeoJSON, GeoPackage, Shapefile and (Geo)Parquet.
+
+Reading goes through pandas / geopandas (pyogrio); nothing here parses a format by
+hand. A file source re-reads itself when the file changes on disk, so a city can
+drop a new export in place and the layer follows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from data.base import AdapterBase, Batch, SourceError
+
+log = logging.getLogger(__name__)
+
+
+class FileAdapter(AdapterBase):
+    """Shared behaviour: resolve the path, read, normalise, re-read on change."""
+
+    options: ClassVar[frozenset[str]] = frozenset({"path"})
+    required_options: ClassVar[frozenset[str]] = frozenset({"path"})
+
+    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def snapshot(self) -> Batch:
+        path = self.source.path()
+        if not path.exists():
+            raise SourceError(f"file not found: {path}")
+        rejected: Counter[str] = Counter()
+        try:
+            raw = self._read(path, rejected)
+        except SourceError:
+            raise
+        except Exception as exc:  # any reader failure: say which file and why
+            raise SourceError(f"cannot read {path.name}: {type(exc).__name__}: {exc}") from exc
+        batch = self.normalise(raw)
+        batch.rejected.update(rejected)
+        batch.cursor = path.stat().st_mtime_ns
+        return batch
+
+    def updates(self, since: Any) -> Batch:
+        """A full re-read when the file changed since the cursor, else nothing."""
+        path = self.source.path()
+        if path.exists() and path.stat().st_mtime_ns != since:
+            return self.snapshot()
+        return super().updates(since)
+
+
+class CsvAdapter(FileAdapter):
+    """Delimited text; malformed lines (wrong number of fields) are skipped and counted."""
+
+    name = "csv"
+    options = frozenset({"path", "encoding", "delimiter"})
+
+    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+        def bad_line(fields: list[str]) -> None:
+            rejected["malformed line"] += 1
+            return None
+
+        return pd.read_csv(
+            path,
+            dtype=str,
+            sep=str(self.source.options.get("delimiter", ",")),
+            encoding=str(self.source.options.get("encoding", "utf-8")),
+            encoding_errors="replace",
+            on_bad_lines=bad_line,
+            engine="python",
+            keep_default_na=True,
+        )
+
+
+class GeoFileAdapter(FileAdapter):
+    """Anything GDAL reads through pyogrio: GeoJSON, GeoPackage, Shapefile …"""
+
+    name = "geojson"
+    options = frozenset({"path", "layer", "encoding"})
+
+    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+        import geopandas as gpd
+
+        kwargs: dict[str, Any] = {"engine": "pyogrio"}
+        if "layer" in self.source.options:
+            kwargs["layer"] = self.source.options["layer"]
+        if "encoding" in self.source.options:
+            kwargs["encoding"] = self.source.options["encoding"]
+        frame = gpd.read_file(path, **kwargs)
+        if frame.crs is None:
+            frame = frame.set_crs(self.source.crs if self.source.crs[:4].upper() == "EPSG"
+                                  else "EPSG:4326")
+        return frame
+
+
+class ParquetAdapter(FileAdapter):
+    """Parquet, and GeoParquet when the file carries geo metadata."""
+
+    name = "parquet"
+
+    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        metadata = pq.read_schema(path).metadata or {}
+        if b"geo" in metadata:
+            import geopandas as gpd
+
+            return gpd.read_parquet(path)
+        return pd.read_parquet(path)
+
+
+class AnyFileAdapter(FileAdapter):
+    """Picks the reader from the file extension."""
+
+    name = "file"
+    options = frozenset({"path", "layer", "encoding", "delimiter"})
+
+    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+        suffix = path.suffix.lower()
+        reader: type[FileAdapter]
+        if suffix in (".csv", ".tsv", ".txt"):
+            reader = CsvAdapter
+        elif suffix in (".parquet", ".geoparquet", ".pq"):
+            reader = ParquetAdapter
+        else:
+            reader = GeoFileAdapter
+        return reader._read(self, path, rejected)  # type: ignore[arg-type]

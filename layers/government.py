@@ -1,0 +1,74 @@
+"""政 Government: service requests from the public, and government service points."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from layers.base import Field, Layer, Metric, Role
+
+#: Status values (lower case) that mean a request is finished, whatever the city calls them.
+CLOSED_STATUSES = frozenset({"closed", "resolved", "completed", "cancelled", "canceled", "done"})
+
+
+def derive_request_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``is_open`` and ``hours_to_close``, the columns request metrics rest on.
+
+    A request is closed when it has a closing time or its status says so.
+    """
+    closed_time = frame["closed_time"] if "closed_time" in frame else pd.Series(
+        pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    status = frame["status"] if "status" in frame else pd.Series("", index=frame.index)
+    closed = closed_time.notna() | status.fillna("").str.strip().str.lower().isin(CLOSED_STATUSES)
+    hours = (closed_time - frame["time"]).dt.total_seconds() / 3600.0
+    return frame.assign(
+        is_open=~closed,
+        state=closed.map({True: "closed", False: "open"}),
+        hours_to_close=hours.where(hours >= 0),
+    )
+
+
+REQUESTS = Role(
+    name="requests",
+    geometry="point",
+    title_zh="诉求工单",
+    title_en="Service requests",
+    fields=(
+        Field("category", title_zh="诉求类型", title_en="Request type", breakdown=True),
+        Field("agency", title_zh="承办部门", title_en="Agency", breakdown=True),
+        Field("status", title_zh="状态", title_en="Status", breakdown=True),
+        Field("closed_time", "time", "办结时间", "Closed time"),
+        Field("descriptor", title_zh="描述", title_en="Descriptor"),
+        Field("channel", title_zh="渠道", title_en="Channel", breakdown=True),
+    ),
+    derive=derive_request_columns,
+)
+SERVICE_POINTS = Role(
+    name="service_points",
+    geometry="point",
+    title_zh="政务服务点",
+    title_en="Government service points",
+    fields=(Field("category", title_zh="类型", title_en="Type", breakdown=True),),
+)
+
+LAYER = Layer(
+    id="government",
+    title_zh="政",
+    title_en="Government",
+    symbol="政",
+    roles={"requests": REQUESTS, "service_points": SERVICE_POINTS},
+    default_role="requests",
+    base_metrics=(
+        Metric("requests", "诉求工单", "Service requests", role="requests", unit_zh="件",
+               unit_en="requests"),
+        Metric("open", "未办结", "Open requests", role="requests", where=(("is_open", (True,)),),
+               unit_zh="件", unit_en="requests"),
+        Metric("hours_to_close", "办结时长中位数", "Median time to close", role="requests",
+               agg="median", column="hours_to_close", unit_zh="小时", unit_en="hours", decimals=1),
+        Metric("service_points", "服务点", "Service points", role="service_points", unit_zh="个",
+               unit_en="points"),
+    ),
+    colorscale=("#230b14", "#4d1228", "#86193c", "#c2334a", "#ef6b4f", "#ffd08a"),
+    overlay="points",
+    overlay_role="service_points",
+    point_roles=("requests", "service_points"),
+)
