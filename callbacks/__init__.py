@@ -1,0 +1,15 @@
+"""Dash callbacks, one module per feature, each with ``register(app, data)``."""
+
+from __future__ import annotations
+
+from dash import Dash
+
+from core.pipeline import CityData
+
+
+def register_all(app: Dash, data: CityData) -> None:
+    from callbacks import controls, map, panels
+
+    controls.register(app, data)
+    map.register(app, data)
+    panels.register(app, data)

@@ -122,6 +122,7 @@ class CityData:
         self._cursors: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._aggregates: OrderedDict[tuple[Any, ...], pd.Series] = OrderedDict()
+        self._outlines: dict[tuple[Any, ...], Any] = {}
         self.version = 0
         self.boundaries: tuple[BoundaryLevel, ...] = ()
 
@@ -231,6 +232,67 @@ class CityData:
 
     def areas(self, source: str) -> gpd.GeoDataFrame | None:
         return self._areas.get(source)
+
+    def outline_choices(self) -> list[tuple[str, str, str]]:
+        """(key, zh title, en title) of everything that can be drawn as outlines."""
+        choices = [(f"boundary:{b.spec.level}", b.spec.title_zh, b.spec.title_en)
+                   for b in self.boundaries]
+        choices += [(f"land:{s.name}", s.title_zh, s.title_en)
+                    for s in self.config.sources_for("land")]
+        return choices
+
+    def outlines(self, key: str) -> tuple[list[float | None], list[float | None]]:
+        """Polygon rings of a boundary level or land source as lat/lon lists (cached)."""
+        from core.figures import outline_lines
+
+        kind, _, name = key.partition(":")
+        if kind == "boundary":
+            boundary = self.boundary(name)
+            geoms = None if boundary is None else boundary.units.geometry.values
+            cache_key: tuple[Any, ...] = (key,)
+        elif kind == "land":
+            areas = self.areas(name)
+            geoms = None if areas is None else areas.geometry.values
+            cache_key = (key, self.version)
+        else:
+            geoms = None
+            cache_key = (key,)
+        if geoms is None:
+            return [], []
+        with self._lock:
+            cached = self._outlines.get(cache_key)
+        if cached is None:
+            cached = outline_lines(geoms)
+            with self._lock:
+                self._outlines[cache_key] = cached
+        return cached
+
+    def unit_outline(self, level: str, name: str) -> tuple[list[float | None], list[float | None]]:
+        from core.figures import outline_lines
+
+        boundary = self.boundary(level)
+        if boundary is None:
+            return [], []
+        return outline_lines(boundary.units.loc[boundary.units["name"] == name].geometry.values)
+
+    def boundary_geojson(self, level: str) -> dict[str, Any]:
+        """A boundary level as a GeoJSON FeatureCollection (feature id = unit name), cached."""
+        key = ("geojson", level)
+        with self._lock:
+            cached = self._outlines.get(key)
+        if cached is None:
+            import json
+
+            boundary = self.boundary(level)
+            units = boundary.units if boundary is not None else gpd.GeoDataFrame(geometry=[])
+            cached = json.loads(units.set_index("name", drop=False)[["geometry"]]
+                                .to_json(drop_id=False, to_wgs84=True)) if len(units) else \
+                {"type": "FeatureCollection", "features": []}
+            for feature in cached["features"]:
+                feature["properties"] = {}
+            with self._lock:
+                self._outlines[key] = cached
+        return cached  # type: ignore[return-value]
 
     def boundary(self, level: str) -> BoundaryLevel | None:
         return next((b for b in self.boundaries if b.spec.level == level), None)

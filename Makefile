@@ -1,0 +1,21 @@
+# The two commands: `make demo` (set up + run the demo city), `make test` (set up + run the tests).
+.PHONY: demo test setup setup-test lint bench
+
+demo: setup
+	.venv/bin/python app.py
+
+test: setup-test
+	.venv/bin/python -m pytest -q
+
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh test
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/mypy app.py core data layers callbacks
+
+bench: setup-test
+	.venv/bin/python bench/first_map.py

@@ -1,0 +1,82 @@
+"""citybrain: one map for the whole city.
+
+``create_app(config)`` builds the Dash app; nothing runs at import. From the
+command line::
+
+    python app.py                          # the built-in demo city on 127.0.0.1:8050
+    python app.py --config city.toml --host 0.0.0.0 --port 8050
+
+Under gunicorn, ``app:server`` builds the app for the config named by the
+``CITYBRAIN_CONFIG`` environment variable (the demo city when unset)::
+
+    gunicorn -w 2 -b 127.0.0.1:8050 app:server
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from dash import Dash
+
+from core.config import CityConfig, ConfigError, load_config
+
+log = logging.getLogger("citybrain")
+
+
+def create_app(config: CityConfig | None = None) -> Dash:
+    """Build the app for a city: load its data, lay out the page, register callbacks."""
+    from callbacks import register_all
+    from core.api import register_api
+    from core.cache import init_cache
+    from core.layout import build_layout
+    from core.pipeline import CityData
+
+    config = config or load_config()
+    data = CityData.load(config)
+    app = Dash(
+        __name__,
+        title="城市大脑 citybrain",
+        update_title=None,
+        serve_locally=True,
+        assets_folder=os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets"),
+        suppress_callback_exceptions=False,
+    )
+    init_cache(app.server, config.cache)
+    register_api(app.server, data)
+    app.layout = build_layout(config, data)
+    register_all(app, data)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``app:server`` for gunicorn, built on first access (not at import)."""
+    if name == "server":
+        return create_app(load_config(os.environ.get("CITYBRAIN_CONFIG"))).server
+    raise AttributeError(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="citybrain", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="city config (TOML); default: the demo city")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--debug", action="store_true", help="Dash dev tools (never on a wall)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"citybrain: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config)
+    log.info("serving %s on http://%s:%d/", config.city.name, args.host, args.port)
+    app.run(host=args.host, port=args.port, debug=args.debug)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Language, theme, layer/metric choices and the drill-down: glue between controls and stores."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dash import ALL, Dash, Input, Output, State, ctx, no_update
+
+from callbacks import ids
+from core.i18n import pick, t
+from core.layout import layer_options, overlay_options
+from core.pipeline import CityData
+from layers import LAYERS
+
+#: Assumed map size in pixels when fitting a unit's bounds (the wall and a laptop both
+#: show at least this much map; fitting a little loose is better than cropping).
+FIT_WIDTH_PX, FIT_HEIGHT_PX = 1100, 750
+
+
+def fit_view(bounds: tuple[float, float, float, float]) -> tuple[float, tuple[float, float]]:
+    """Zoom and (lat, lon) centre that show ``bounds`` on a web-mercator map."""
+    west, south, east, north = bounds
+
+    def mercator_y(lat: float) -> float:
+        lat = max(min(lat, 85.0), -85.0)
+        return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+    lon_span = max(east - west, 1e-6) / 360.0
+    lat_span = max(mercator_y(north) - mercator_y(south), 1e-9) / (2 * math.pi)
+    zoom = min(math.log2(FIT_WIDTH_PX / 512 / lon_span), math.log2(FIT_HEIGHT_PX / 512 / lat_span))
+    center_y = (mercator_y(north) + mercator_y(south)) / 2
+    center_lat = math.degrees(2 * math.atan(math.exp(center_y)) - math.pi / 2)
+    return round(max(min(zoom, 16.0), 1.0), 2), (center_lat, (west + east) / 2)
+
+
+def register(app: Dash, data: CityData) -> None:
+    config = data.config
+
+    @app.callback(
+        Output(ids.LANGUAGE, "data"),
+        Input(ids.LANGUAGE_BUTTON, "n_clicks"),
+        State(ids.LANGUAGE, "data"),
+        prevent_initial_call=True,
+    )
+    def toggle_language(_clicks: int | None, language: str) -> str:
+        return "en" if language.startswith("zh") else "zh-CN"
+
+    @app.callback(
+        Output(ids.THEME, "data"),
+        Input(ids.THEME_BUTTON, "n_clicks"),
+        State(ids.THEME, "data"),
+        prevent_initial_call=True,
+    )
+    def toggle_theme(_clicks: int | None, theme: str) -> str:
+        return "light" if theme == "dark" else "dark"
+
+    @app.callback(
+        Output(ids.ROOT, "className"),
+        Output(ids.THEME_BUTTON, "children"),
+        Input(ids.THEME, "data"),
+        Input(ids.LANGUAGE, "data"),
+    )
+    def apply_theme(theme: str, language: str) -> tuple[str, str]:
+        other = "theme.light" if theme == "dark" else "theme.dark"
+        return f"cb-root theme-{theme}", t(other, language)
+
+    @app.callback(
+        Output({"type": ids.LABELS, "key": ALL}, "children"),
+        Output(ids.LANGUAGE_BUTTON, "children"),
+        Output(ids.TITLE, "children"),
+        Output(ids.ROOT, "lang"),
+        Output(ids.HEX_LAYER, "options"),
+        Output(ids.OVERLAYS, "options"),
+        Output(ids.DISTRICT, "placeholder"),
+        Output(ids.SUBAREA, "placeholder"),
+        Output(ids.BACK_TO_CITY, "children"),
+        Output(ids.OUTLINE, "options"),
+        Input(ids.LANGUAGE, "data"),
+    )
+    def translate(language: str) -> tuple[Any, ...]:
+        keys = [item["id"]["key"] for item in ctx.outputs_list[0]]
+        outlines = [{"label": pick(language, zh, en), "value": key}
+                    for key, zh, en in data.outline_choices()]
+        return (
+            [t(key, language) for key in keys],
+            t("lang.switch", language),
+            pick(language, config.city.name_zh, config.city.name),
+            language,
+            layer_options(language),
+            overlay_options(language),
+            t("panel.pick_district", language),
+            t("panel.pick_unit", language),
+            t("panel.back_to_city", language),
+            outlines,
+        )
+
+    @app.callback(
+        Output(ids.METRIC, "options"),
+        Output(ids.METRIC, "value"),
+        Input(ids.HEX_LAYER, "value"),
+        Input(ids.LANGUAGE, "data"),
+        State(ids.METRIC, "value"),
+    )
+    def metric_choices(layer_id: str, language: str, current: str | None) -> tuple[Any, str]:
+        metrics = LAYERS[layer_id].metrics(config.sources)
+        options = [{"label": pick(language, m.title_zh, m.title_en), "value": m.name}
+                   for m in metrics]
+        names = [m.name for m in metrics]
+        return options, current if current in names else names[0]
+
+    @app.callback(
+        Output(ids.SUBAREA, "options"),
+        Output(ids.SUBAREA, "value"),
+        Input(ids.DISTRICT, "value"),
+    )
+    def subarea_choices(district: str | None) -> tuple[list[str], None]:
+        if len(data.boundaries) < 2 or not district:
+            return [], None
+        return data.boundaries[1].names(parent=district), None
+
+    @app.callback(
+        Output(ids.AREA, "data"),
+        Output(ids.VIEW, "data", allow_duplicate=True),
+        Output(ids.REVISION, "data"),
+        Output(ids.DISTRICT, "value"),
+        Input(ids.DISTRICT, "value"),
+        Input(ids.SUBAREA, "value"),
+        Input(ids.BACK_TO_CITY, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def drill(district: str | None, subarea: str | None, _back: int | None) -> tuple[Any, ...]:
+        """Pick a district, then a sub-area: fit the map to it. Back: the whole city."""
+        city_view = {"zoom": config.city.zoom,
+                     "center": [config.city.center_lat, config.city.center_lon], "bbox": None}
+        if ctx.triggered_id == ids.BACK_TO_CITY or (not district and not subarea):
+            return None, city_view, "city", None
+        if subarea and len(data.boundaries) > 1:
+            level = data.boundaries[1].spec.level
+            name = subarea
+        elif district:
+            level = data.boundaries[0].spec.level
+            name = district
+        else:
+            return no_update, no_update, no_update, no_update
+        bounds = data.boundary(level).bounds(name) if data.boundary(level) else None
+        if bounds is None:
+            return no_update, no_update, no_update, no_update
+        zoom, center = fit_view(bounds)
+        view = {"zoom": zoom, "center": list(center), "bbox": list(bounds)}
+        return {"level": level, "name": name}, view, f"{level}:{name}", no_update

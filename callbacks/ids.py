@@ -1,0 +1,38 @@
+"""Component ids, in one place so that layout, callbacks and browser tests agree."""
+
+from __future__ import annotations
+
+# stores (per-user state lives in the browser, never in module globals)
+LANGUAGE = "store-language"
+THEME = "store-theme"
+VIEW = "store-view"
+SELECTED_CELL = "store-selected-cell"
+AREA = "store-area"
+REVISION = "store-revision"
+
+# header
+ROOT = "root"
+TITLE = "title"
+SUBTITLE = "subtitle"
+CLOCK = "clock"
+LANGUAGE_BUTTON = "button-language"
+THEME_BUTTON = "button-theme"
+
+# controls
+HEX_LAYER = "radio-hex-layer"
+METRIC = "dropdown-metric"
+OVERLAYS = "checklist-overlays"
+OUTLINE = "dropdown-outline"
+DISTRICT = "dropdown-district"
+SUBAREA = "dropdown-subarea"
+BACK_TO_CITY = "button-back-to-city"
+LABELS = "label"  # pattern: {"type": LABELS, "key": <i18n key>}
+
+# map and panels
+MAP = "map"
+MAP_STATUS = "map-status"
+PROFILE = "panel-profile"
+AREA_PANEL = "panel-area"
+SOURCES = "panel-sources"
+ATTRIBUTION = "attribution"
+TICK = "interval-tick"

@@ -1,0 +1,157 @@
+"""The map: viewport tracking, drawing, and picking a cell. Glue only; see core.figures."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import h3.api.basic_int as h3i
+from dash import Dash, Input, Output, State, html, no_update
+
+from callbacks import ids
+from core.figures import MapView, map_figure
+from core.hexes import from_hex, resolution_for_zoom
+from core.i18n import t
+from core.pipeline import CityData
+
+
+def viewport(relayout: dict[str, Any] | None) -> tuple[float, list[float], list[float] | None] | None:
+    """(zoom, [lat, lon], bbox) from a map ``relayoutData`` event, or None if it has no view."""
+    if not relayout:
+        return None
+    zoom = relayout.get("map.zoom")
+    center = relayout.get("map.center")
+    if zoom is None or center is None:
+        return None
+    corners = (relayout.get("map._derived") or {}).get("coordinates")
+    bbox = None
+    if corners:
+        lons = [c[0] for c in corners]
+        lats = [c[1] for c in corners]
+        bbox = [min(lons), min(lats), max(lons), max(lats)]
+    return float(zoom), [float(center["lat"]), float(center["lon"])], bbox
+
+
+def snap_bbox(bbox: list[float]) -> list[float]:
+    """Grow a viewport to a grid of half its size, so small pans do not redraw the map."""
+    west, south, east, north = bbox
+    step_x = max((east - west) / 2, 1e-4)
+    step_y = max((north - south) / 2, 1e-4)
+
+    def down(v: float, step: float) -> float:
+        return round((v // step) * step, 6)
+
+    def up(v: float, step: float) -> float:
+        return round(-((-v) // step) * step, 6)
+
+    return [down(west, step_x), down(south, step_y), up(east, step_x), up(north, step_y)]
+
+
+def register(app: Dash, data: CityData) -> None:
+    settings = data.config.map
+    whole_city_res = settings.res_by_zoom[min(1, len(settings.res_by_zoom) - 1)][1]
+
+    @app.callback(
+        Output(ids.VIEW, "data"),
+        Input(ids.MAP, "relayoutData"),
+        State(ids.VIEW, "data"),
+        prevent_initial_call=True,
+    )
+    def track_view(relayout: dict[str, Any] | None, current: dict[str, Any]) -> Any:
+        """Redraw only when the resolution or the (snapped) viewport really changes."""
+        seen = viewport(relayout)
+        if seen is None:
+            return no_update
+        zoom, center, bbox = seen
+        res = resolution_for_zoom(zoom, settings.res_by_zoom)
+        needs_viewport = res > whole_city_res or zoom >= settings.points_zoom
+        new_bbox = snap_bbox(bbox) if (needs_viewport and bbox) else None
+        old_res = resolution_for_zoom(float(current.get("zoom", zoom)), settings.res_by_zoom)
+        old_points = float(current.get("zoom", zoom)) >= settings.points_zoom
+        if (res == old_res and new_bbox == current.get("bbox")
+                and old_points == (zoom >= settings.points_zoom)):
+            return no_update
+        return {"zoom": zoom, "center": center, "bbox": new_bbox}
+
+    @app.callback(
+        Output(ids.MAP, "figure"),
+        Output(ids.MAP_STATUS, "children"),
+        Input(ids.HEX_LAYER, "value"),
+        Input(ids.METRIC, "value"),
+        Input(ids.OVERLAYS, "value"),
+        Input(ids.OUTLINE, "value"),
+        Input(ids.VIEW, "data"),
+        Input(ids.SELECTED_CELL, "data"),
+        Input(ids.AREA, "data"),
+        Input(ids.LANGUAGE, "data"),
+        Input(ids.THEME, "data"),
+        State(ids.REVISION, "data"),
+    )
+    def draw(layer_id: str, metric: str | None, overlays: list[str] | None, outline: str | None,
+             view: dict[str, Any], selected: str | None, area: dict[str, str] | None,
+             language: str, theme: str, revision: str | None) -> tuple[Any, Any]:
+        started = time.perf_counter()
+        bbox = view.get("bbox")
+        map_view = MapView(
+            hex_layer=layer_id,
+            metric=metric,
+            zoom=float(view.get("zoom", data.config.city.zoom)),
+            center=(float(view["center"][0]), float(view["center"][1])),
+            bbox=tuple(bbox) if bbox else None,  # type: ignore[arg-type]
+            overlays=tuple(overlays or ()),
+            outline=outline,
+            selected_cell=from_hex(selected) if selected else None,
+            area=(area["level"], area["name"]) if area else None,
+            language=language,
+            theme=theme,
+            revision=revision or "city",
+        )
+        try:
+            figure, plan = map_figure(data, map_view)
+        except KeyError:  # a metric from another layer, mid-switch: wait for the right one
+            return no_update, no_update
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if plan.mode == "hex":
+            count = f"{len(plan.values):,} {t('map.cells', language)}"
+        else:
+            count = f"{0 if plan.points is None else len(plan.points):,} {t('map.points', language)}"
+        status = [
+            html.Span(f"{t('map.resolution', language)} {plan.res}", className="cb-chip"),
+            html.Span(count, className="cb-chip", id="map-count",
+                      **{"data-count": str(len(plan.values) if plan.mode == 'hex' else
+                                           (0 if plan.points is None else len(plan.points))),
+                         "data-mode": plan.mode, "data-res": str(plan.res)}),
+            html.Span(f"{elapsed_ms:.0f} ms", className="cb-chip cb-muted"),
+        ]
+        if plan.mode == "hex" and plan.values.empty:
+            status.append(html.Span(t("map.no_data", language), className="cb-chip cb-warn"))
+        if plan.capped:
+            status.append(html.Span(t("map.capped", language), className="cb-chip cb-warn"))
+        if plan.sampled:
+            status.append(html.Span(t("map.sampled", language), className="cb-chip cb-warn"))
+        if data.layer_stale(layer_id):
+            status.append(html.Span(t("map.stale", language), className="cb-chip cb-stale"))
+        return figure, status
+
+    @app.callback(
+        Output(ids.SELECTED_CELL, "data"),
+        Input(ids.MAP, "clickData"),
+        State(ids.VIEW, "data"),
+        prevent_initial_call=True,
+    )
+    def pick_cell(click: dict[str, Any] | None, view: dict[str, Any]) -> Any:
+        """A hexagon click selects that cell; a point click selects the cell around the point."""
+        if not click or not click.get("points"):
+            return no_update
+        point = click["points"][0]
+        location = point.get("location")
+        if isinstance(location, str):
+            try:
+                from_hex(location)
+            except ValueError:
+                return no_update  # a base-map polygon, not a cell
+            return location
+        if "lat" in point and "lon" in point:
+            res = resolution_for_zoom(float(view.get("zoom", 10)), settings.res_by_zoom)
+            return format(h3i.latlng_to_cell(point["lat"], point["lon"], res), "x")
+        return no_update

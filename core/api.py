@@ -1,0 +1,153 @@
+"""Read-only JSON API for other city systems: health, layers, cells, place profiles.
+
+What it serves is computed by the same functions the map uses
+(:meth:`CityData.cells`, :func:`core.profile.cell_profile`), so the API and the
+map cannot disagree. Errors are JSON with an HTTP status, never an HTML page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from core.cache import CACHE
+from core.hexes import cell_center, from_hex, to_hex
+from core.pipeline import CityData
+from core.profile import cell_profile
+from layers import LAYERS
+
+API_RESOLUTIONS = range(7, 11)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+def _data() -> CityData:
+    from flask import current_app
+
+    return current_app.extensions["citybrain"]  # type: ignore[no-any-return]
+
+
+def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None) -> list[dict[str, Any]]:
+    """``[{cell, value, lat, lon}]`` for a layer metric at ``res``: exactly what the map draws."""
+    metric = data.metric(layer_id, metric_name)
+    values = data.cells(layer_id, metric, res)
+    out = []
+    for cell, value in zip(values.index.to_numpy(), values.to_numpy(), strict=True):
+        lat, lon = cell_center(int(cell))
+        out.append({"cell": to_hex(int(cell)), "value": round(float(value), 6),
+                    "lat": round(lat, 6), "lon": round(lon, 6)})
+    return out
+
+
+def health_document(data: CityData) -> dict[str, Any]:
+    sources = [h.as_dict() for h in data.health.values()]
+    rejected: dict[str, int] = {}
+    for h in data.health.values():
+        for reason, n in h.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + int(n)
+    stale_layers = [layer for layer in LAYERS if data.layer_stale(layer)]
+    failing = [s["name"] for s in sources if s["last_error"]]
+    return {
+        "status": "ok" if not failing and not stale_layers else "degraded",
+        "city": data.config.city.name,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_version": data.version,
+        "layers": {layer: {"stale": layer in stale_layers,
+                           "sources": [s.name for s in data.config.sources_for(layer)]}
+                   for layer in LAYERS},
+        "rows_rejected": int(sum(rejected.values())),
+        "rejected_by_reason": dict(sorted(rejected.items())),
+        "sources": sources,
+    }
+
+
+def create_blueprint() -> Blueprint:
+    api = Blueprint("citybrain_api", __name__, url_prefix="/api")
+
+    @api.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Any:
+        return jsonify({"error": exc.message, "status": exc.status, **exc.detail}), exc.status
+
+    @api.get("/health")
+    def health() -> Any:
+        return jsonify(health_document(_data()))
+
+    @api.get("/layers")
+    def layers() -> Any:
+        data = _data()
+        return jsonify([{
+            "id": layer.id, "title_zh": layer.title_zh, "title_en": layer.title_en,
+            "symbol": layer.symbol, "stale": data.layer_stale(layer.id),
+            "default_metric": layer.metrics(data.config.sources)[0].name,
+            "metrics": [{"name": m.name, "title_zh": m.title_zh, "title_en": m.title_en,
+                         "unit_zh": m.unit_zh, "unit_en": m.unit_en, "aggregation": m.agg}
+                        for m in layer.metrics(data.config.sources)],
+            "sources": [{"name": s.name, "role": s.role, "adapter": s.adapter,
+                         "title_zh": s.title_zh, "title_en": s.title_en,
+                         "simulated": s.simulated}
+                        for s in data.config.sources_for(layer.id)],
+        } for layer in LAYERS.values()])
+
+    @api.get("/layers/<layer_id>/cells")
+    def cells(layer_id: str) -> Any:
+        data = _data()
+        if layer_id not in LAYERS:
+            raise ApiError(404, f"unknown layer {layer_id!r}", valid_layers=list(LAYERS))
+        raw_res = request.args.get("res", "8")
+        try:
+            res = int(raw_res)
+        except ValueError:
+            raise ApiError(400, f"res must be an integer, got {raw_res!r}") from None
+        if res not in API_RESOLUTIONS:
+            raise ApiError(400, f"res must be between {API_RESOLUTIONS.start} and "
+                                f"{API_RESOLUTIONS.stop - 1}, got {res}")
+        metric_name = request.args.get("metric")
+        try:
+            metric = data.metric(layer_id, metric_name)
+        except KeyError as exc:
+            raise ApiError(400, str(exc.args[0]),
+                           valid_metrics=[m.name for m in LAYERS[layer_id].metrics(
+                               data.config.sources)]) from None
+        payload = _cached_cells(layer_id, res, metric.name, data.version)
+        response = jsonify(payload)
+        response.headers["X-Citybrain-Stale"] = "1" if data.layer_stale(layer_id) else "0"
+        return response
+
+    @api.get("/cells/<cell_id>")
+    def cell(cell_id: str) -> Any:
+        try:
+            cell = from_hex(cell_id)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return jsonify(cell_profile(_data(), cell))
+
+    @api.app_errorhandler(404)
+    def _not_found(exc: HTTPException) -> Any:
+        if request.path.startswith("/api/"):
+            return jsonify({"error": "not found", "status": 404, "path": request.path}), 404
+        return exc
+
+    return api
+
+
+@CACHE.memoize()
+def _cached_cells(layer_id: str, res: int, metric_name: str, version: int) -> list[dict[str, Any]]:
+    """Memoised per data version: every worker sharing the cache serves the same payload."""
+    return layer_cells(_data(), layer_id, res, metric_name)
+
+
+def register_api(server: Flask, data: CityData) -> None:
+    server.extensions["citybrain"] = data
+    server.register_blueprint(create_blueprint())
+
+
+__all__ = ["register_api", "layer_cells", "health_document"]
