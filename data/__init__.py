@@ -27,6 +27,11 @@ BUILTIN: dict[str, str] = {
     "shapefile": "data.files:GeoFileAdapter",
     "parquet": "data.files:ParquetAdapter",
     "file": "data.files:AnyFileAdapter",
+    "postgis": "data.postgis:PostgisAdapter",
+    "mqtt": "data.mqtt:MqttAdapter",
+    "open311": "data.http:Open311Adapter",
+    "sensorthings": "data.http:SensorThingsAdapter",
+    "ngsi-ld": "data.http:NgsiLdAdapter",
 }
 
 

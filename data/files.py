@@ -79,14 +79,14 @@ class GeoFileAdapter(FileAdapter):
     """Anything GDAL reads through pyogrio: GeoJSON, GeoPackage, Shapefile …"""
 
     name = "geojson"
-    options = frozenset({"path", "layer", "encoding"})
+    options = frozenset({"path", "layer_name", "encoding"})
 
     def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
         import geopandas as gpd
 
         kwargs: dict[str, Any] = {"engine": "pyogrio"}
-        if "layer" in self.source.options:
-            kwargs["layer"] = self.source.options["layer"]
+        if "layer_name" in self.source.options:
+            kwargs["layer"] = self.source.options["layer_name"]
         if "encoding" in self.source.options:
             kwargs["encoding"] = self.source.options["encoding"]
         frame = gpd.read_file(path, **kwargs)
@@ -116,7 +116,7 @@ class AnyFileAdapter(FileAdapter):
     """Picks the reader from the file extension."""
 
     name = "file"
-    options = frozenset({"path", "layer", "encoding", "delimiter"})
+    options = frozenset({"path", "layer_name", "encoding", "delimiter"})
 
     def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
         suffix = path.suffix.lower()
