@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from core.cache import CACHE
 from core.hexes import cell_center, from_hex, to_hex
@@ -130,11 +129,10 @@ def create_blueprint() -> Blueprint:
             raise ApiError(400, str(exc)) from None
         return jsonify(cell_profile(_data(), cell))
 
-    @api.app_errorhandler(404)
-    def _not_found(exc: HTTPException) -> Any:
-        if request.path.startswith("/api/"):
-            return jsonify({"error": "not found", "status": 404, "path": request.path}), 404
-        return exc
+    @api.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def _not_found(rest: str) -> Any:
+        # Dash serves its page for any unknown path; under /api/ the answer is JSON.
+        raise ApiError(404, "not found", path=f"/api/{rest}")
 
     return api
 

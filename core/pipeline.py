@@ -349,6 +349,12 @@ def filter_rows(frame: pd.DataFrame, where: Iterable[tuple[str, tuple[object, ..
 def aggregate(frame: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
     """One metric per H3 cell at ``res``: a pure function of the normalised rows.
 
+    Rows carry their cell at the base resolution and are rolled up the H3
+    hierarchy (vectorised parents). H3 containment is approximate — a point near
+    an edge can lie just outside its base cell's parent — but roll-up makes every
+    resolution add up exactly (city = Σ districts = Σ cells) and means a point is
+    indexed once, which is what incremental live aggregation rests on.
+
     >>> aggregate(frame, Metric("n", "", "", role="requests"), 8)   # doctest: +SKIP
     cell
     613229523017236479    4.0

@@ -1,0 +1,480 @@
+"""MQTT: rows that devices and gateways push through a broker, read with paho-mqtt 2.x.
+
+The adapter subscribes to one or more topic filters and turns every message (one
+JSON object, or a JSON array of objects) into raw rows, which go through the same
+:func:`data.base.normalise` as every other source::
+
+    [[sources]]
+    name = "bus-positions"
+    layer = "people"
+    role = "mobility"
+    adapter = "mqtt"
+    host = "broker.city.gov"
+    topics = ["transit/bus/+/position"]
+    topic_field = "id"              # the vehicle id is the topic's last segment
+    time = "ts"
+    lat = "position.lat"            # dotted paths reach into nested JSON
+    lon = "position.lon"
+
+Delivery is at least once end to end while the adapter lives: it speaks MQTT 5
+with a stable client id, ``clean_start=False`` and a session expiry, so the broker
+queues QoS 1 messages published while the adapter is disconnected and hands them
+over when it reconnects (paho reconnects by itself in its network thread). Messages
+are buffered between reads in a bounded queue; each read returns the rows that
+arrived since the previous one, and a message that cannot be used is counted
+under a reason (``not JSON``, ``oversized payload`` …), never dropped silently.
+
+One client id means one live connection: the broker disconnects the older of two
+clients that share an id. Run the app with one worker per MQTT source, or give each
+deployment its own ``client_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from core.config import ConfigError, parse_duration
+from data.base import AdapterBase, AdapterContext, Batch, SourceError, empty_frame, normalise
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from core.config import Source
+
+log = logging.getLogger(__name__)
+
+#: Raw column that carries the topic's last segment when the field has no mapping.
+TOPIC_COLUMN = "_mqtt_topic"
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+DEFAULT_SESSION_EXPIRY = 3600.0
+#: How long the first read waits for the first connection attempt to settle.
+FIRST_CONNECT_WAIT = 8.0
+#: Cumulative rejection totals remembered per handed-out cursor (see ``_totals_at``).
+MAX_REMEMBERED_CURSORS = 64
+
+
+def default_client_id(source_name: str) -> str:
+    """A stable client id for a source, so the broker keeps its session across restarts."""
+    return "citybrain-" + re.sub(r"[^A-Za-z0-9_-]", "-", source_name)
+
+
+def check_topic_filter(topic: str) -> None:
+    """Refuse a topic filter that breaks MQTT's wildcard rules (``+`` and ``#``)."""
+    if not topic:
+        raise ValueError("a topic filter cannot be empty")
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"{topic!r}: '#' must be a whole level and the last one")
+        if "+" in level and level != "+":
+            raise ValueError(f"{topic!r}: '+' must be a whole level")
+
+
+def lookup(obj: Mapping[str, Any], path: str) -> Any:
+    """The value at ``path`` in a JSON object: a literal key first, then a dotted path.
+
+    >>> lookup({"position": {"lat": 40.7}}, "position.lat")
+    40.7
+    """
+    if path in obj:
+        return obj[path]
+    value: Any = obj
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def forget_session(host: str, port: int, client_id: str, timeout: float = 5.0) -> None:
+    """Drop the broker's persistent session for ``client_id`` (e.g. after removing a source).
+
+    Until its session expires, the broker keeps queueing QoS 1 messages for a client
+    id that has gone away; connecting once with a clean start and a zero session
+    expiry discards that session at once.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=client_id, protocol=mqtt.MQTTv5)
+    answered = threading.Event()
+    client.on_connect = lambda *args: answered.set()
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 0
+    try:
+        client.connect(host, port, keepalive=10, clean_start=True, properties=properties)
+    except OSError as exc:
+        raise SourceError(f"MQTT broker {host}:{port} unreachable: {_describe(exc)}") from exc
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            raise SourceError(f"MQTT broker {host}:{port} did not answer within {timeout:g} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class MqttAdapter(AdapterBase):
+    """Rows from JSON messages on MQTT topics; see the module docs for the options.
+
+    ``snapshot()`` returns everything received and not yet handed over; its cursor
+    is the sequence number of the last message included. ``updates(since)`` first
+    drops what was delivered up to ``since`` (the caller holds it), then returns
+    what arrived after. While the broker cannot be reached, both raise
+    :class:`SourceError`; once paho has reconnected they work again by themselves.
+    """
+
+    name = "mqtt"
+    options: ClassVar[frozenset[str]] = frozenset({
+        "host", "port", "topics", "client_id", "qos", "username", "password_env", "tls",
+        "max_payload", "buffer", "keepalive", "topic_field", "session_expiry",
+    })
+    required_options: ClassVar[frozenset[str]] = frozenset({"topics"})
+    streaming: ClassVar[bool] = True
+
+    def __init__(self, source: Source, context: AdapterContext) -> None:
+        super().__init__(source, context)
+        if self.role.geometry != "point":
+            raise ConfigError(f"[[sources]] {source.name!r}: the mqtt adapter serves point roles; "
+                              f"{source.layer}.{source.role} is an area role")
+        self._read_options(source)
+        # State shared with paho's network thread, all guarded by one lock.
+        self._lock = threading.Lock()
+        self._records: deque[tuple[int, dict[str, Any]]] = deque()
+        self._seq = 0  # one number per message event (a record or a rejection)
+        self._delivered = 0  # sequence number up to which the caller holds the rows
+        self._rejected_total: Counter[str] = Counter()
+        # Rejection totals as they were when each cursor was handed out, so that a
+        # read reports exactly the rejections that happened after its ``since``.
+        self._totals_at: dict[int, Counter[str]] = {0: Counter()}
+        self._connected = False
+        self._last_error: str | None = None
+        self._subscribe_error: str | None = None
+        self._subscribe_mid: int | None = None
+        self._closed = False
+        self._settled = threading.Event()  # the first connection attempt has an outcome
+        self._ready = threading.Event()  # connected and every subscription acknowledged
+        self._client = self._connect()
+
+    # ------------------------------------------------------------------ options
+    def _read_options(self, source: Source) -> None:
+        where = f"[[sources]] {source.name!r}"
+        options = source.options
+
+        def integer(key: str, default: int, lo: int, hi: int | None = None) -> int:
+            value = options.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo \
+                    or (hi is not None and value > hi):
+                bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+                raise ConfigError(f"{where}.{key}: expected an integer {bounds}, got {value!r}")
+            return value
+
+        topics = options.get("topics")
+        if isinstance(topics, str):
+            topics = [topics]
+        if not isinstance(topics, list) or not topics or \
+                not all(isinstance(t, str) for t in topics):
+            raise ConfigError(f"{where}.topics: expected a list of topic filters, got {topics!r}")
+        for topic in topics:
+            try:
+                check_topic_filter(topic)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.topics: {exc}") from exc
+        self.topics: tuple[str, ...] = tuple(topics)
+        tls = options.get("tls", False)
+        if not isinstance(tls, bool):
+            raise ConfigError(f"{where}.tls: expected true or false, got {tls!r}")
+        self.tls = tls
+        self.host = str(options.get("host", "127.0.0.1"))
+        self.port = integer("port", DEFAULT_TLS_PORT if tls else DEFAULT_PORT, 1, 65535)
+        self.qos = integer("qos", 1, 0, 2)
+        self.keepalive = integer("keepalive", 30, 5)
+        self.max_payload = integer("max_payload", 65536, 1)
+        self.buffer = integer("buffer", 200_000, 1)
+        self.session_expiry = int(parse_duration(
+            f"{where}.session_expiry", options.get("session_expiry", DEFAULT_SESSION_EXPIRY)))
+        self.client_id = str(options.get("client_id") or default_client_id(source.name))
+        self.username = options.get("username")
+        self.password_env = options.get("password_env")
+        topic_field = options.get("topic_field")
+        if topic_field is not None and topic_field not in self.role.field_names():
+            raise ConfigError(f"{where}.topic_field: unknown field {topic_field!r}; valid fields "
+                              f"are: {', '.join(self.role.field_names())}")
+        # The normaliser reads the topic through a field mapping like any other column.
+        self.topic_column: str | None = None
+        self._mapped = source
+        if topic_field is not None:
+            self.topic_column = source.fields.get(topic_field, TOPIC_COLUMN)
+            self._mapped = replace(source, fields={**source.fields, topic_field: self.topic_column})
+        # Only the columns the source uses are kept from each message.
+        columns = dict.fromkeys([*self._mapped.fields.values(), *source.where])
+        self.columns: tuple[str, ...] = tuple(columns)
+
+    # --------------------------------------------------------------- connection
+    def _connect(self) -> mqtt.Client:
+        try:
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+        except ImportError as exc:  # an optional dependency: say how to get it
+            raise SourceError("the mqtt adapter needs paho-mqtt: pip install 'citybrain[mqtt]'") \
+                from exc
+
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=self.client_id, protocol=mqtt.MQTTv5)
+        # An exception in a callback must not end the network thread (and reconnects).
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        if self.username is not None or self.password_env is not None:
+            password = None
+            if self.password_env is not None:
+                password = os.environ.get(str(self.password_env))
+                if password is None:
+                    raise SourceError(f"environment variable {self.password_env} "
+                                      "(password_env) is not set")
+            client.username_pw_set(None if self.username is None else str(self.username), password)
+        if self.tls:
+            try:
+                client.tls_set()  # the system's CA bundle, certificate and host name checked
+            except (OSError, ValueError) as exc:
+                raise SourceError(f"MQTT TLS setup failed: {_describe(exc)}") from exc
+        client.reconnect_delay_set(min_delay=0.5, max_delay=10)  # type: ignore[arg-type]
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.session_expiry
+        # Never a clean start: the broker keeps the subscriptions and queued QoS 1
+        # messages of this client id while it is away.
+        client.connect_async(self.host, self.port, keepalive=self.keepalive, clean_start=False,
+                             properties=properties)
+        client.loop_start()  # connects, and reconnects after any loss, in its own thread
+        return client
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up (CONNACK received, not lost since)."""
+        return self._connected
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last connection attempt failed or the connection was lost; None when fine."""
+        return self._last_error
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Wait until connected and every subscription is acknowledged; False on timeout."""
+        return self._ready.wait(timeout)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            with self._lock:
+                self._connected = False
+                self._last_error = f"connection refused: {reason_code}"
+            self._settled.set()
+            return
+        with self._lock:
+            self._connected = True
+            self._last_error = None
+        # Subscribing on every connect restores the subscriptions after a reconnect
+        # even when the broker lost the session (a restart without persistence).
+        result, mid = client.subscribe([(topic, self.qos) for topic in self.topics])
+        with self._lock:
+            self._subscribe_mid = mid
+            if result != 0:
+                self._subscribe_error = f"subscribe failed: error {result}"
+        self._settled.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this from inside its ``except OSError`` block: the exception
+        # being handled is the reason the attempt failed.
+        reason = _describe(sys.exception())
+        with self._lock:
+            self._connected = False
+            self._last_error = reason
+        self._ready.clear()
+        self._settled.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self._ready.clear()
+        with self._lock:
+            # A refused CONNACK also ends in a disconnect: keep the refusal as the reason.
+            if not self._closed and (self._connected or self._last_error is None):
+                self._last_error = f"connection lost ({reason_code})"
+            self._connected = False
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[Any], properties: Any) -> None:
+        refused = [f"{topic} ({code})" for topic, code in zip(self.topics, reason_codes, strict=False)
+                   if code.is_failure]
+        with self._lock:
+            if mid != self._subscribe_mid:
+                return
+            self._subscribe_error = ("subscription refused: " + ", ".join(refused)) if refused else None
+        if not refused:
+            self._ready.set()
+
+    # ----------------------------------------------------------------- messages
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._take(message.topic, message.payload)
+        except Exception:  # a bug here must cost one message, counted, not the thread
+            log.exception("source %s: cannot handle a message on %s", self.source.name,
+                          message.topic)
+            self._count_rejected("unreadable message")
+
+    def _take(self, topic: str, payload: bytes) -> None:
+        if len(payload) > self.max_payload:
+            self._count_rejected("oversized payload")
+            return
+        try:
+            document = json.loads(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            self._count_rejected("wrong encoding")
+            return
+        except ValueError:
+            self._count_rejected("not JSON")
+            return
+        items = document if isinstance(document, list) else [document]
+        objects = [item for item in items if isinstance(item, dict)]
+        if len(objects) < len(items):
+            self._count_rejected("not a JSON object", len(items) - len(objects))
+        if objects:
+            segment = topic.rsplit("/", 1)[-1]
+            self._append([self._flatten(obj, segment) for obj in objects])
+
+    def _flatten(self, obj: Mapping[str, Any], topic_segment: str) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for column in self.columns:
+            value = lookup(obj, column)
+            if isinstance(value, dict | list):
+                value = json.dumps(value, ensure_ascii=False)
+            record[column] = value
+        if self.topic_column is not None and record.get(self.topic_column) in (None, ""):
+            record[self.topic_column] = topic_segment
+        return record
+
+    def _count_rejected(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._seq += 1
+            self._rejected_total[reason] += n
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for record in records:
+                self._seq += 1
+                self._records.append((self._seq, record))
+            overflow = len(self._records) - self.buffer
+            if overflow > 0:
+                # Keep the newest rows: a live map wants the latest state.
+                for _ in range(overflow):
+                    self._records.popleft()
+                self._rejected_total["buffer overflow"] += overflow
+
+    # -------------------------------------------------------------------- reads
+    def _check_connection(self) -> None:
+        if self._closed:
+            raise SourceError(f"MQTT source {self.source.name!r} is closed")
+        where = f"MQTT broker {self.host}:{self.port}"
+        if not self._settled.wait(FIRST_CONNECT_WAIT):
+            raise SourceError(f"{where} unreachable: no answer within {FIRST_CONNECT_WAIT:g} s")
+        with self._lock:
+            connected, error, subscribe_error = (self._connected, self._last_error,
+                                                 self._subscribe_error)
+        if not connected and error is not None:
+            raise SourceError(f"{where} unreachable: {error}")
+        if subscribe_error is not None:
+            raise SourceError(f"{where}: {subscribe_error}")
+
+    def _take_since(self, since: int | None) -> tuple[list[dict[str, Any]], Counter[str], int]:
+        """Drop rows delivered up to ``since``; return the rest, their rejections, a cursor."""
+        with self._lock:
+            base = self._totals_at.get(self._delivered if since is None else since)
+            if base is None:  # a cursor this adapter did not hand out (or long forgotten)
+                base = self._totals_at.get(self._delivered, Counter())
+            if since is not None and since > self._delivered:
+                since = min(since, self._seq)
+                while self._records and self._records[0][0] <= since:
+                    self._records.popleft()
+                self._delivered = since
+                self._totals_at = {k: v for k, v in self._totals_at.items() if k >= since}
+            records = [record for _, record in self._records]
+            rejected = self._rejected_total - base
+            cursor = self._seq
+            self._totals_at.setdefault(self._delivered, base)
+            self._totals_at[cursor] = self._rejected_total.copy()
+            if len(self._totals_at) > MAX_REMEMBERED_CURSORS:
+                oldest = sorted(k for k in self._totals_at if k != self._delivered)
+                for key in oldest[: len(self._totals_at) - MAX_REMEMBERED_CURSORS]:
+                    del self._totals_at[key]
+        return records, rejected, cursor
+
+    def _batch(self, records: list[dict[str, Any]], rejected: Counter[str], cursor: int,
+               replace: bool) -> Batch:
+        if records:
+            raw = pd.DataFrame.from_records(records, columns=list(self.columns))
+            batch = normalise(raw, self._mapped, self.role, self.context)
+        else:
+            batch = Batch(frame=empty_frame(self.role))
+        batch.rejected.update(rejected)
+        batch.replace = replace
+        batch.cursor = cursor
+        return batch
+
+    def snapshot(self) -> Batch:
+        """Every row received and not yet delivered (all of them, until ``updates`` is used).
+
+        ``replace`` is True while nothing has been acknowledged through ``updates``;
+        after that the adapter no longer holds the whole state (the broker keeps no
+        history), so a later snapshot is returned as rows to append.
+        """
+        self._check_connection()
+        records, rejected, cursor = self._take_since(None)
+        return self._batch(records, rejected, cursor, replace=self._delivered == 0)
+
+    def updates(self, since: Any) -> Batch:
+        """Rows that arrived after cursor ``since``; rows up to ``since`` are forgotten."""
+        self._check_connection()
+        cursor = since if isinstance(since, int) and not isinstance(since, bool) else None
+        records, rejected, new_cursor = self._take_since(cursor)
+        return self._batch(records, rejected, new_cursor, replace=False)
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread; undelivered rows are counted in the log."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            pending = len(self._records)
+        if pending:
+            log.warning("source %s: closed with %d undelivered row(s)", self.source.name, pending)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected = False
+        self._ready.clear()

@@ -1,0 +1,159 @@
+"""The pipeline on the real demo data, checked against independent pandas computations.
+
+The expected values are computed here from the Parquet files with plain pandas,
+geopandas and h3's string API — none of citybrain's own functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import h3
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import Polygon
+from shapely.ops import unary_union
+
+from core.hexes import parents
+from core.pipeline import aggregate
+from layers import LAYERS
+
+DATA = Path(__file__).resolve().parents[2] / "cities" / "nyc" / "data"
+
+
+def _cells(lat: pd.Series, lon: pd.Series, res: int) -> pd.Series:
+    """Cells the H3 way: index at the base resolution (10), then H3's own parent.
+
+    citybrain rolls counts up the H3 hierarchy so that every resolution adds up
+    exactly; a point near a cell edge can lie outside its res-10 cell's parent.
+    """
+    return pd.Series([h3.cell_to_parent(h3.latlng_to_cell(a, b, 10), res)
+                      for a, b in zip(lat, lon)], index=lat.index)
+
+
+def _as_hex(series: pd.Series) -> dict[str, float]:
+    return {h3.int_to_str(int(k)): float(v) for k, v in series.items()}
+
+
+def _valid(frame: pd.DataFrame, lat: str, lon: str) -> pd.DataFrame:
+    la = pd.to_numeric(frame[lat], errors="coerce")
+    lo = pd.to_numeric(frame[lon], errors="coerce")
+    ok = la.between(-90, 90) & lo.between(-180, 180) & ~((la == 0) & (lo == 0))
+    return frame.assign(**{lat: la, lon: lo}).loc[ok]
+
+
+@pytest.mark.parametrize("res", [7, 8, 9, 10])
+def test_population_total_is_conserved(demo_data, res: int) -> None:
+    metric = demo_data.metric("people", "residents")
+    assert demo_data.cells("people", metric, res).sum() == pytest.approx(8_175_133, abs=0.5)
+
+
+def test_population_is_apportioned_by_area_of_overlap(demo_data) -> None:
+    tracts = gpd.read_parquet(DATA / "census_tracts.parquet")
+    res = 7
+    values = demo_data.cells("people", demo_data.metric("people", "residents"), res)
+    # independent: overlay tracts with the hexagons of a few cells, in an equal-area CRS
+    sample = values.sort_values().index[[0, len(values) // 2, -1]]
+    # A rolled-up res-7 cell covers exactly its res-10 descendants.
+    hexes = gpd.GeoDataFrame(
+        {"cell": [h3.int_to_str(int(c)) for c in sample]},
+        geometry=[unary_union([Polygon([(lng, lat) for lat, lng in h3.cell_to_boundary(child)])
+                               for child in h3.cell_to_children(h3.int_to_str(int(c)), 10)])
+                  for c in sample], crs="EPSG:4326")
+    crs = "+proj=laea +lat_0=40.7 +lon_0=-74.0 +datum=WGS84 +units=m"
+    t = tracts.to_crs(crs)
+    t["tract_area"] = t.area
+    pieces = gpd.overlay(t, hexes.to_crs(crs), how="intersection")
+    pieces["people"] = pieces["population"] * pieces.area / pieces["tract_area"]
+    expected = pieces.groupby("cell")["people"].sum()
+    got = _as_hex(values.loc[sample])
+    for cell, people in expected.items():
+        assert got[cell] == pytest.approx(people, rel=2e-3, abs=1.0)
+    # and not by centroid: a centroid assignment would give a visibly different answer
+    centroids = t.to_crs("EPSG:4326").representative_point()
+    by_centroid = t.assign(cell=[h3.latlng_to_cell(a, b, res) for a, b in
+                                 zip(centroids.y, centroids.x)]).groupby("cell")[
+        "population"].sum()
+    assert any(abs(by_centroid.get(c, 0) - v) > 100 for c, v in expected.items())
+
+
+@pytest.mark.parametrize("res", [7, 8, 10])
+def test_service_request_counts_match_pandas(demo_data, res: int) -> None:
+    raw = pd.read_parquet(DATA / "service_requests_311.parquet")
+    ok = _valid(raw.dropna(subset=["latitude", "longitude"]), "latitude", "longitude")
+    expected = ok.groupby(_cells(ok["latitude"], ok["longitude"], res)).size()
+    got = _as_hex(demo_data.cells("government", demo_data.metric("government", "requests"), res))
+    assert got == {k: float(v) for k, v in expected.items()}
+    assert sum(got.values()) == 7229
+
+
+def test_open_requests_and_time_to_close_match_pandas(demo_data) -> None:
+    raw = pd.read_parquet(DATA / "service_requests_311.parquet")
+    ok = _valid(raw.dropna(subset=["latitude", "longitude"]), "latitude", "longitude").copy()
+    # Local New York times: durations across a DST switch are real elapsed hours.
+    created = pd.to_datetime(ok["created_date"]).dt.tz_localize("America/New_York",
+                                                                ambiguous="NaT")
+    closed = pd.to_datetime(ok["closed_date"]).dt.tz_localize("America/New_York",
+                                                              ambiguous="NaT")
+    is_closed = closed.notna() | ok["status"].str.lower().eq("closed")
+    ok["cell"] = _cells(ok["latitude"], ok["longitude"], 8)
+    open_expected = ok.loc[~is_closed].groupby("cell").size()
+    got_open = _as_hex(demo_data.cells("government", demo_data.metric("government", "open"), 8))
+    assert got_open == {k: float(v) for k, v in open_expected.items()}
+    ok["hours"] = (closed - created).dt.total_seconds() / 3600
+    median_expected = ok.dropna(subset=["hours"]).groupby("cell")["hours"].median()
+    got_median = _as_hex(demo_data.cells(
+        "government", demo_data.metric("government", "hours_to_close"), 8))
+    assert got_median.keys() == median_expected.to_dict().keys()
+    for cell, hours in median_expected.items():
+        assert got_median[cell] == pytest.approx(hours, abs=1e-6)
+
+
+def test_enterprise_counts_match_pandas(demo_data, demo_config) -> None:
+    stores = pd.read_parquet(DATA / "food_stores.parquet").dropna(subset=["lat", "lon"])
+    pois = pd.read_parquet(DATA / "osm_pois.parquet")
+    business = next(s for s in demo_config.sources if s.name == "osm-business")
+    pois = pois.loc[pois["fclass"].isin(business.where["fclass"])]
+    both = pd.concat([stores[["lat", "lon"]], pois[["lat", "lon"]]])
+    expected = both.groupby(_cells(both["lat"], both["lon"], 8)).size()
+    got = _as_hex(demo_data.cells("enterprises", demo_data.metric("enterprises", None), 8))
+    assert got == {k: float(v) for k, v in expected.items()}
+    floor = stores.groupby(_cells(stores["lat"], stores["lon"], 8))["square_footage"].sum()
+    got_floor = _as_hex(demo_data.cells("enterprises",
+                                        demo_data.metric("enterprises", "floor_area"), 8))
+    assert sum(got_floor.values()) == pytest.approx(floor.sum())
+
+
+def test_things_counts_match_pandas(demo_data) -> None:
+    wifi = pd.read_parquet(DATA / "wifi_hotspots.parquet")
+    expected = wifi.groupby(_cells(wifi["latitude"], wifi["longitude"], 8)).size()
+    got = _as_hex(demo_data.cells("things", demo_data.metric("things", "count:wifi-hotspots"), 8))
+    assert got == {k: float(v) for k, v in expected.items()}
+
+
+def test_land_units_and_membership(demo_data) -> None:
+    boroughs = gpd.read_parquet(DATA / "boroughs.parquet")
+    # a cell in the middle of Central Park belongs to Manhattan and to exactly one borough
+    cell = h3.str_to_int(h3.latlng_to_cell(40.7812, -73.9665, 8))
+    rows = demo_data.frame("land", "units", "boroughs")
+    here = rows.loc[parents(rows["cell"].to_numpy(), 8) == cell]
+    assert set(here["name"]) == {"Manhattan"}
+    assert set(boroughs["boro_name"]) == set(demo_data.frame("land", "units", "boroughs")["name"])
+    units = demo_data.cells("land", demo_data.metric("land", None), 8)
+    assert units.loc[cell] >= 4  # borough + neighbourhood + ZIP + taxi zone
+
+
+def test_rejections_are_counted_not_lost(demo_data) -> None:
+    health = demo_data.health
+    raw = pd.read_parquet(DATA / "service_requests_311.parquet")
+    assert health["nyc-311"].rows_loaded + sum(health["nyc-311"].rejected.values()) == len(raw)
+    assert health["nyc-311"].rejected["missing coordinates"] == 164
+    assert health["food-stores"].rejected["missing coordinates"] == 281
+
+
+def test_aggregate_empty_frame_is_empty_series() -> None:
+    metric = LAYERS["government"].metric("requests")
+    empty = pd.DataFrame({"cell": pd.Series(dtype=np.int64)})
+    assert aggregate(empty, metric, 8).empty
