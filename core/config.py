@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "cities" / "nyc" / "city.toml"
+SNAPSHOT_CONFIG = REPO_ROOT / "cities" / "nyc" / "snapshot.toml"
 
 Language = Literal["zh-CN", "en"]
 Theme = Literal["dark", "light"]
@@ -116,6 +117,26 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """How the live city runs: the clock, refresh and ingest cadence, window bounds."""
+
+    #: City-clock speed: 1 is real time; a demo replay runs faster (e.g. 60).
+    speed: float = 1.0
+    #: How often open pages refresh (seconds).
+    refresh: float = 3.0
+    #: How often streaming sources are polled by the ingest engine (seconds).
+    ingest_interval: float = 1.0
+    #: How often snapshot sources are re-checked for changes (seconds).
+    reload: float = 60.0
+    #: Default live window and history kept for replay (city seconds), and row bound.
+    window: float = 24 * 3600.0
+    history: float = 24 * 3600.0
+    max_rows: int = 500_000
+    #: Freshness threshold for streaming sources without their own ``stale_after``.
+    stale_after: float = 60.0
+
+
+@dataclass(frozen=True)
 class Boundary:
     """One level of administrative boundaries (e.g. borough, then neighbourhood)."""
 
@@ -147,6 +168,9 @@ class Source:
     attribution: str = ""
     simulated: bool = False
     stale_after: float | None = None
+    #: Live window and row bound for streaming sources (None: the [live] defaults).
+    window: float | None = None
+    max_rows: int | None = None
 
     def path(self, key: str = "path") -> Path:
         """An option naming a file, resolved against the config file's folder."""
@@ -158,6 +182,7 @@ class CityConfig:
     city: CityInfo
     map: MapSettings
     cache: CacheSettings
+    live: LiveSettings
     boundaries: tuple[Boundary, ...]
     sources: tuple[Source, ...]
     attributions: tuple[str, ...]
@@ -175,8 +200,10 @@ _BOUNDARY_KEYS = {"path", "name_field", "level", "title_zh", "title_en", "id_fie
 #: Keys every source may have, whatever its adapter and layer.
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
-    "simulated", "stale_after",
+    "simulated", "stale_after", "window", "max_rows",
 })
+_LIVE_KEYS = {"speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
+              "stale_after"}
 
 
 def _parse_city(table: Mapping[str, Any]) -> CityInfo:
@@ -240,6 +267,26 @@ def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
     )
 
 
+def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
+    where = "[live]"
+    _check_keys(where, table, _LIVE_KEYS)
+    d = LiveSettings()
+
+    def duration(key: str, default: float) -> float:
+        return parse_duration(f"{where}.{key}", table[key]) if key in table else default
+
+    return LiveSettings(
+        speed=_number(f"{where}.speed", table.get("speed", d.speed), 0.001, 100_000),
+        refresh=duration("refresh", d.refresh),
+        ingest_interval=duration("ingest_interval", d.ingest_interval),
+        reload=duration("reload", d.reload),
+        window=duration("window", d.window),
+        history=duration("history", d.history),
+        max_rows=int(_number(f"{where}.max_rows", table.get("max_rows", d.max_rows), 1)),
+        stale_after=duration("stale_after", d.stale_after),
+    )
+
+
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
     where = f"[[boundaries]] #{index + 1}"
     _check_keys(where, table, _BOUNDARY_KEYS)
@@ -277,10 +324,15 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
     _check_keys(where, table, SOURCE_COMMON_KEYS | field_keys | set(adapter.options))
     for option in adapter.required_options:
         _require(where, table, option)
+    check = getattr(adapter, "check_options", None)
+    if check is not None:  # adapter-specific validation, at load time not first read
+        check(where, {k: v for k, v in table.items() if k in adapter.options},
+              {k: v for k, v in table.items() if k in field_keys})
     where_filter = table.get("where", {})
     if not isinstance(where_filter, Mapping):
         raise ConfigError(f"{where}.where: expected a table of column = [values]")
     stale_after = table.get("stale_after")
+    window = table.get("window")
     return Source(
         name=name,
         layer=layer_id,
@@ -296,12 +348,15 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
         attribution=str(table.get("attribution", "")),
         simulated=bool(table.get("simulated", False)),
         stale_after=None if stale_after is None else parse_duration(f"{where}.stale_after", stale_after),
+        window=None if window is None else parse_duration(f"{where}.window", window),
+        max_rows=None if "max_rows" not in table else int(
+            _number(f"{where}.max_rows", table["max_rows"], 1)),
     )
 
 
 def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
     """Validate a parsed TOML document; paths resolve against ``base_dir``."""
-    _check_keys("config", raw, {"city", "map", "cache", "boundaries", "sources"})
+    _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources"})
     city_table = _require("config", raw, "city")
     sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
     names = [s.name for s in sources]
@@ -317,6 +372,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
         city=_parse_city(city_table),
         map=_parse_map(raw.get("map", {})),
         cache=_parse_cache(raw.get("cache", {})),
+        live=_parse_live(raw.get("live", {})),
         boundaries=tuple(_parse_boundary(i, t, base_dir) for i, t in enumerate(raw.get("boundaries", []))),
         sources=sources,
         attributions=attributions,
@@ -324,13 +380,50 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
     )
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
-    """Load and validate a city config; with no path, the built-in demo city."""
-    config_path = Path(path) if path is not None else DEMO_CONFIG
+def _read_toml(config_path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        return tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {config_path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
+
+
+def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: tables merge key by key, sources by name.
+
+    A source in ``override`` with the name of a base source replaces it whole;
+    new names are added; ``boundaries`` given in ``override`` replace the base's.
+    """
+    merged: dict[str, Any] = {k: v for k, v in base.items()}
+    for key, value in override.items():
+        if key == "sources":
+            sources = {str(s.get("name")): s for s in base.get("sources", [])}
+            for source in value:
+                sources[str(source.get("name"))] = source
+            merged["sources"] = list(sources.values())
+        elif isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
+    """Load and validate a city config; with no path, the built-in demo city.
+
+    A config may start with ``extends = "other.toml"`` (a file in the same folder)
+    and then only say what differs, e.g. the live demo over the snapshot city.
+    """
+    config_path = Path(path) if path is not None else DEMO_CONFIG
+    raw = _read_toml(config_path)
+    seen = {config_path.resolve()}
+    while "extends" in raw:
+        base_path = (config_path.parent / str(raw.pop("extends"))).resolve()
+        if base_path in seen:
+            raise ConfigError(f"{config_path}: 'extends' loops back to {base_path.name}")
+        if base_path.parent != config_path.resolve().parent:
+            raise ConfigError(f"{config_path}: 'extends' must name a file in the same folder")
+        seen.add(base_path)
+        raw = merge_configs(_read_toml(base_path), raw)
     return parse_config(raw, config_path.resolve().parent, config_path.resolve())

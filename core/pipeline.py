@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from core.areal import apportion
+from core.clock import CityClock
 from core.config import REPO_ROOT, Boundary, CityConfig, Source
 from core.hexes import cell_area_km2, cell_centers, parents
+from core.live import ADDITIVE, IncrementalTotals, LiveStore, contribution
 from data import AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import AdapterBase, empty_frame
 from layers import LAYERS
@@ -110,7 +111,9 @@ class CityData:
 
     def __init__(self, config: CityConfig) -> None:
         self.config = config
-        self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone)
+        self.clock = CityClock(speed=config.live.speed)
+        self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone,
+                                      clock=self.clock)
         self.cache_dir = _cache_dir(config)
         self.health: dict[str, SourceHealth] = {
             s.name: SourceHealth(s.name, s.layer, s.role, s.adapter, s.simulated, s.stale_after)
@@ -123,6 +126,9 @@ class CityData:
         self._lock = threading.RLock()
         self._aggregates: OrderedDict[tuple[Any, ...], pd.Series] = OrderedDict()
         self._outlines: dict[tuple[Any, ...], Any] = {}
+        self._live: dict[str, LiveStore] = {}  # streaming sources' windows
+        self._totals: dict[str, IncrementalTotals] = {}
+        self._source_versions: dict[str, int] = {s.name: 0 for s in config.sources}
         self.version = 0
         self.boundaries: tuple[BoundaryLevel, ...] = ()
 
@@ -139,7 +145,21 @@ class CityData:
         if source.name not in self._adapters:
             cls = get_adapter_class(source.adapter)
             self._adapters[source.name] = cls(source, self.context)
+            if cls.streaming:
+                live = self.config.live
+                self._live[source.name] = LiveStore(
+                    window=source.window or live.window, history=live.history,
+                    max_rows=source.max_rows or live.max_rows)
+                self._totals[source.name] = IncrementalTotals()
+                if source.stale_after is None:
+                    self.health[source.name].stale_after = live.stale_after
         return self._adapters[source.name]
+
+    def streaming_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.config.sources if s.name in self._live)
+
+    def is_live(self, source: str) -> bool:
+        return source in self._live
 
     def refresh_source(self, source: Source, incremental: bool = False) -> None:
         """Read one source (snapshot, or updates since the last cursor) and swap it in.
@@ -170,7 +190,11 @@ class CityData:
         health.last_read = health.last_read or None
 
     def apply_batch(self, source: Source, batch: Batch, now: datetime | None = None) -> None:
-        """Install a batch from an adapter (replace or append) and update health."""
+        """Install a batch from an adapter and update health.
+
+        Snapshot sources swap in (``replace``) or append; streaming sources feed their
+        live window, whose delta updates the incremental totals.
+        """
         now = now or datetime.now(UTC)
         health = self.health[source.name]
         role = LAYERS[source.layer].roles[source.role]
@@ -179,25 +203,49 @@ class CityData:
             self._areas[source.name] = frame
             frame = apportion(frame, self.config.map.base_res, self.cache_dir)
         with self._lock:
-            if batch.replace or source.name not in self._frames:
-                self._frames[source.name] = frame
+            if batch.replace:
                 health.rejected = Counter(batch.rejected)
+            else:
+                health.rejected.update(batch.rejected)
+            live = self._live.get(source.name)
+            if live is not None:
+                delta = live.add(frame, self.clock.now())
+                self._totals[source.name].apply(delta)
+                health.rows_loaded = len(live.current)
+            elif batch.replace or source.name not in self._frames:
+                self._frames[source.name] = frame
             elif len(frame):
                 self._frames[source.name] = pd.concat([self._frames[source.name], frame],
                                                       ignore_index=True)
-                health.rejected.update(batch.rejected)
-            else:
-                health.rejected.update(batch.rejected)
+            if live is None:
+                health.rows_loaded = len(self._areas[source.name]) if source.name in self._areas \
+                    else len(self._frames[source.name])
             self._cursors[source.name] = batch.cursor
-            health.rows_loaded = len(self._areas[source.name]) if source.name in self._areas \
-                else len(self._frames[source.name])
             health.warnings = batch.warnings
             health.last_read = now
             health.last_error = None
-            if len(frame) or batch.replace:
+            if len(frame) or (batch.replace and live is None):
                 health.last_data = now
-            self.version += 1
-            self._aggregates.clear()
+                self._source_versions[source.name] += 1
+                self.version += 1
+                self._aggregates.clear()
+
+    def expire(self) -> bool:
+        """Age the live windows on the city clock; True when anything left a window."""
+        changed = False
+        now = self.clock.now()
+        with self._lock:
+            for name, live in self._live.items():
+                delta = live.expire(now)
+                if not delta.empty:
+                    self._totals[name].apply(delta)
+                    self.health[name].rows_loaded = len(live.current)
+                    self._source_versions[name] += 1
+                    changed = True
+            if changed:
+                self.version += 1
+                self._aggregates.clear()
+        return changed
 
     def _load_boundary(self, spec: Boundary) -> BoundaryLevel:
         units = gpd.read_file(spec.path) if spec.path.suffix.lower() not in (".parquet",) \
@@ -225,10 +273,17 @@ class CityData:
         with self._lock:
             names = [s.name for s in self.config.sources
                      if s.layer == layer and s.role == role and (source is None or s.name == source)]
-            frames = [self._frames[n] for n in names if n in self._frames and len(self._frames[n])]
+            frames = [self._source_rows(n) for n in names]
+            frames = [f for f in frames if len(f)]
         if not frames:
             return _empty_role_frame(layer, role)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _source_rows(self, name: str) -> pd.DataFrame:
+        live = self._live.get(name)
+        if live is not None:
+            return live.rows()
+        return self._frames.get(name, pd.DataFrame())
 
     def areas(self, source: str) -> gpd.GeoDataFrame | None:
         return self._areas.get(source)
@@ -309,20 +364,82 @@ class CityData:
 
     # ------------------------------------------------------------- aggregation
     def cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
-        """Metric value per cell at ``res`` (index: int64 cells), memoised per data version."""
+        """Metric value per cell at ``res`` (index: int64 cells).
+
+        Additive metrics (counts, sums) are summed over the role's sources: snapshot
+        sources memoised per source version, streaming sources from their
+        incremental totals. Other aggregations are recomputed over the rows.
+        """
         key = (layer, metric.name, res, self.version)
         with self._lock:
             cached = self._aggregates.get(key)
             if cached is not None:
                 self._aggregates.move_to_end(key)
                 return cached
-        frame = self.frame(layer, metric.role, metric.source)
-        values = aggregate(frame, metric, res)
+        if metric.agg in ADDITIVE:
+            values = self._additive_cells(layer, metric, res)
+        else:
+            values = aggregate(self.frame(layer, metric.role, metric.source), metric, res)
         with self._lock:
             self._aggregates[key] = values
             while len(self._aggregates) > 256:
                 self._aggregates.popitem(last=False)
         return values
+
+    def _additive_cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
+        parts: list[pd.Series] = []
+        sum_metric = metric if metric.agg != "sum_per_km2" else replace(metric, agg="sum")
+        for source in self.config.sources:
+            if source.layer != layer or source.role != metric.role or (
+                    metric.source is not None and source.name != metric.source):
+                continue
+            totals = self._totals.get(source.name)
+            if totals is not None:
+                with self._lock:
+                    if not totals.tracked(sum_metric, res):
+                        totals.track(sum_metric, res, self._live[source.name].rows())
+                    parts.append(totals.get(sum_metric, res))
+                continue
+            key = ("source", source.name, sum_metric.name, res, self._source_versions[source.name])
+            with self._lock:
+                part = self._aggregates.get(key)
+            if part is None:
+                part = contribution(self._frames.get(source.name, pd.DataFrame()), sum_metric, res)
+                with self._lock:
+                    self._aggregates[key] = part
+            parts.append(part)
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
+        values = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(level=0).sum()
+        values = values.loc[values.to_numpy() != 0].astype(float)
+        if metric.agg == "sum_per_km2":
+            values = values / cell_area_km2(values.index.to_numpy())
+        values.index = values.index.astype(np.int64)
+        values.index.name = "cell"
+        return values
+
+    def cells_at(self, layer: str, metric: Metric, res: int, moment: pd.Timestamp) -> pd.Series:
+        """Like :meth:`cells`, but with streaming sources as they were at ``moment``."""
+        frames = []
+        for source in self.config.sources:
+            if source.layer != layer or source.role != metric.role or (
+                    metric.source is not None and source.name != metric.source):
+                continue
+            live = self._live.get(source.name)
+            rows = live.state_at(moment) if live is not None else self._frames.get(source.name)
+            if rows is not None and len(rows):
+                frames.append(rows)
+        if not frames:
+            return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
+        return aggregate(pd.concat(frames, ignore_index=True), metric, res)
+
+    def history_span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """Earliest and latest city time the live history can replay."""
+        spans = [s for s in (live.history_span() for live in self._live.values()) if s]
+        if not spans:
+            return None
+        return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
 def _empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
@@ -400,5 +517,3 @@ def cells_in_view(values: pd.Series, bbox: tuple[float, float, float, float] | N
     return values.loc[inside]
 
 
-def now_monotonic() -> float:
-    return time.monotonic()

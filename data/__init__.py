@@ -32,6 +32,8 @@ BUILTIN: dict[str, str] = {
     "open311": "data.http:Open311Adapter",
     "sensorthings": "data.http:SensorThingsAdapter",
     "ngsi-ld": "data.http:NgsiLdAdapter",
+    "replay": "data.replay:ReplayAdapter",
+    "simulator": "data.simulator:SensorSimulator",
 }
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from core.clock import CityClock
 from core.hexes import index_points
 from data.crs import to_wgs84
 
@@ -53,6 +54,8 @@ class AdapterContext:
 
     base_res: int = 10
     timezone: str = "UTC"
+    #: The city clock; replays and simulators run on it (see core.clock).
+    clock: CityClock = field(default_factory=CityClock)
 
 
 @dataclass

@@ -203,6 +203,8 @@ class PostgisAdapter(AdapterBase):
     """
 
     name = "postgis"
+    #: Called by the config loader, so option mistakes fail at start-up.
+    check_options = staticmethod(parse_options)
     options = frozenset({
         "dsn", "dsn_env", "password_env", "table", "query", "geometry_column", "bbox",
         "time_window", "cursor_column", "limit", "connect_timeout",
@@ -259,7 +261,7 @@ class PostgisAdapter(AdapterBase):
     # --------------------------------------------------------------- internals
     def _batch(self, raw: pd.DataFrame, rejected: Counter[str]) -> Batch:
         source = self.source
-        if self.settings.geometry_column and source.crs.upper() not in CHINA_DATUMS:
+        if self._geometry_column() is not None and source.crs.upper() not in CHINA_DATUMS:
             # PostGIS already returned WGS84; GCJ-02/BD-09 shifts are left to normalise.
             source = replace(source, crs="EPSG:4326")
         batch = normalise(raw, source, self.role, self.context)
@@ -504,7 +506,10 @@ class PostgisAdapter(AdapterBase):
                 conditions.append(sql.SQL("{} > {}").format(col(cursor_column),
                                                             value("since", since)))
 
+        # Unmapped lat/lon are read from columns of those names, as normalise expects.
         wanted = set(fields.values()) | set(self.source.where)
+        if role.geometry == "point":
+            wanted |= {fields.get("lat", "lat"), fields.get("lon", "lon")}
         if cursor_column is not None:
             wanted.add(cursor_column)
         plain = [c for c in probe.columns if c in wanted and c not in computed and c != geometry]
@@ -588,7 +593,10 @@ class PostgisAdapter(AdapterBase):
         column = self.source.fields["time"]
         self._require_columns(probe.columns, [(column, "time")])
         kind = probe.columns[column]
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.time_window)
+        # The window follows the city clock (a replayed city's "now"), wall time without one.
+        clock = getattr(self.context, "clock", None)
+        now = clock.now().to_pydatetime(warn=False) if clock is not None else datetime.now(UTC)
+        cutoff = now - timedelta(seconds=self.settings.time_window)
         if kind in _TIME_TYPES:
             return sql.SQL("{} >= {}").format(col(column), value("cutoff", cutoff))
         if kind in _NUMBER_TYPES:

@@ -48,6 +48,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def demo_config():
+    """The demo city as a snapshot (every source read once): deterministic counts."""
+    from core.config import SNAPSHOT_CONFIG, load_config
+
+    return load_config(SNAPSHOT_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def live_config():
+    """The live demo city (replays and simulated telemetry on an accelerated clock)."""
     from core.config import load_config
 
     return load_config()
@@ -110,9 +119,10 @@ def stop_server(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[str]:
-    """The real demo app (``python app.py``) in a subprocess; yields its base URL."""
+    """The real app on the snapshot demo city, in a subprocess; yields its base URL."""
     port = free_port()
-    process = start_server([sys.executable, "app.py", "--port", str(port)], port, log_name="app")
+    process = start_server([sys.executable, "app.py", "--config", "cities/nyc/snapshot.toml",
+                            "--port", str(port)], port, log_name="app")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -77,6 +77,25 @@ def test_duplicate_source_names_refused(tmp_path: Path) -> None:
         parse_config(raw, tmp_path)
 
 
+def test_live_demo_extends_the_snapshot(demo_config, live_config) -> None:
+    live = {s.name: s for s in live_config.sources}
+    assert live["nyc-311"].adapter == "replay" and live["wifi-hotspots"].simulated
+    assert [s.name for s in demo_config.sources] == list(live)  # same sources, same order
+    assert live["census-tracts"] == next(s for s in demo_config.sources
+                                         if s.name == "census-tracts")
+    assert live_config.live.speed > 1 and demo_config.live.speed == 1
+
+
+def test_extends_must_stay_in_folder_and_not_loop(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n', encoding="utf-8")
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('extends = "../x.toml"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="same folder"):
+        load_config(tmp_path / "c.toml")
+
+
 def test_config_is_frozen(demo_config) -> None:
     with pytest.raises(AttributeError):
         demo_config.city.name = "Elsewhere"  # type: ignore[misc]

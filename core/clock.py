@@ -1,0 +1,46 @@
+"""The city clock: wall time, or an accelerated clock for replays and demos.
+
+Everything that asks "what time is it in the city" (live windows, replays,
+vital signs) asks the :class:`CityClock`, so a demo city replaying recorded data
+at 60× behaves exactly like a live one, only faster. Freshness is the exception:
+whether a *source* is stale is measured in wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass
+class CityClock:
+    """City time = ``origin`` + (wall time since start) × ``speed``.
+
+    ``origin`` defaults to the wall time at start, so with ``speed = 1`` this is
+    the wall clock.
+    """
+
+    speed: float = 1.0
+    origin: pd.Timestamp | None = None
+    _wall_start: float = field(default_factory=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise ValueError(f"clock speed must be positive, got {self.speed}")
+        if self.origin is None:
+            self.origin = pd.Timestamp(self._wall_start, unit="s", tz="UTC")
+
+    def now(self) -> pd.Timestamp:
+        elapsed = (time.time() - self._wall_start) * self.speed
+        assert self.origin is not None
+        return self.origin + pd.Timedelta(seconds=elapsed)
+
+    def elapsed(self) -> float:
+        """City seconds since the clock started."""
+        return (time.time() - self._wall_start) * self.speed
+
+    @property
+    def accelerated(self) -> bool:
+        return self.speed != 1.0
