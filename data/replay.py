@@ -113,7 +113,10 @@ class ReplayAdapter(AdapterBase):
             pieces.append(rows)
         if not pieces:
             return self._rows.iloc[0:0].drop(columns=["_start", "_release"])
-        return pd.concat(pieces, ignore_index=True)
+        # Within one release only the latest version of a row matters (e.g. a request
+        # reported and already closed by now arrives closed).
+        return pd.concat(pieces, ignore_index=True).drop_duplicates("id", keep="last") \
+            .reset_index(drop=True)
 
     def snapshot(self) -> Batch:
         """Everything the clock has passed so far."""
