@@ -9,6 +9,7 @@ overlays → highlights, each with a stable ``uid`` so live updates can patch th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ import shapely
 
 from core.hexes import cells_geojson, cell_ring, gc_paused, resolution_for_zoom, to_hex
 from core.i18n import pick, t
+from core.live import ADDITIVE
 from core.pipeline import CityData, cells_in_view
 from layers import LAYERS
 from layers.base import Metric
@@ -31,6 +33,7 @@ THEMES: dict[str, dict[str, str]] = {
               "muted": "#4c5d75", "highlight": "#d6336c", "hex_line": "rgba(255,255,255,0.4)"},
 }
 #: Marker colours for overlay points, one per layer.
+STALE_SCALE = ["#2a2d33", "#4a4e57", "#6c717c", "#9096a2", "#b8bdc7", "#e0e3e8"]
 OVERLAY_COLOURS = {"people": "#f9a646", "enterprises": "#5cc4e6", "land": "#9bd07f",
                    "things": "#5fd3a8", "government": "#ff6b8b"}
 
@@ -51,18 +54,34 @@ class MapView:
     language: str = "zh-CN"
     theme: str = "dark"
     revision: str = "city"
+    #: A past city time to show (the time slider); None is live.
+    moment: pd.Timestamp | None = None
 
 
 @dataclass
 class HexPlan:
-    """What the hexagon layer will draw, and why (for the status line)."""
+    """What the hexagon layer will draw, and why (for the status line).
+
+    ``values`` holds the cells that have data; ``grid`` the cells drawn: the city's
+    footprint in view plus any data cell outside it, so that live updates change
+    values on a stable set of hexagons. ``z`` is aligned with ``grid`` (0 for counts
+    and sums where there is nothing, None for other aggregations).
+    """
 
     mode: str  # "hex" or "points"
     res: int
     values: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    grid: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    z: list[float | None] = field(default_factory=list)
     points: pd.DataFrame | None = None
     capped: bool = False
     sampled: bool = False
+    moment: pd.Timestamp | None = None
+
+    def grid_key(self) -> str:
+        """Identifies the drawn geometry: same key, only values need to travel."""
+        digest = hashlib.blake2b(self.grid.tobytes(), digest_size=8).hexdigest()
+        return f"{self.mode}:{self.res}:{len(self.grid)}:{digest}"
 
 
 def plan_hexes(data: CityData, view: MapView) -> HexPlan:
@@ -85,14 +104,23 @@ def plan_hexes(data: CityData, view: MapView) -> HexPlan:
     whole_city_res = settings.res_by_zoom[min(1, len(settings.res_by_zoom) - 1)][1]
     capped = False
     while True:
-        values = data.cells(view.hex_layer, metric, res)
+        values = (data.cells(view.hex_layer, metric, res) if view.moment is None
+                  else data.cells_at(view.hex_layer, metric, res, view.moment))
+        grid = pd.Index(data.footprint(res)).union(values.index)
         if res > whole_city_res:
-            values = cells_in_view(values, view.bbox)
-        if len(values) <= settings.max_hexes or res == 0:
+            in_view = cells_in_view(pd.Series(0.0, index=grid), view.bbox)
+            grid = in_view.index
+            values = values.loc[values.index.isin(grid)]
+        if len(grid) <= settings.max_hexes or res == 0:
             break
         res -= 1
         capped = True
-    return HexPlan(mode="hex", res=res, values=values, capped=capped)
+    fill = 0.0 if metric.agg in ADDITIVE else np.nan
+    z = values.reindex(grid, fill_value=fill).to_numpy(dtype=float)
+    decimals = max(metric.decimals, 2)
+    return HexPlan(mode="hex", res=res, values=values, grid=grid.to_numpy(dtype=np.int64),
+                   z=[None if np.isnan(v) else round(float(v), decimals) for v in z],
+                   capped=capped, moment=view.moment)
 
 
 def _rows_in_view(data: CityData, layer: str, metric: Metric, bbox: BBox | None) -> pd.DataFrame:
@@ -131,15 +159,22 @@ def _fmt(metric: Metric) -> str:
     return f",.{metric.decimals}f"
 
 
-def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView) -> dict[str, Any]:
+def z_range(plan: HexPlan) -> float:
+    """Top of the colour scale: the 98th percentile, so one outlier does not wash out."""
+    values = plan.values.to_numpy(dtype=float)
+    zmax = float(np.quantile(values, 0.98)) if len(values) else 1.0
+    return zmax if zmax > 0 else 1.0
+
+
+def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
+              stale: bool = False) -> dict[str, Any]:
     layer = LAYERS[layer_id]
     lang = view.language
-    values = plan.values
-    cells = values.index.to_numpy()
-    z = np.round(values.to_numpy(dtype=float), max(metric.decimals, 2))
-    zmax = float(np.quantile(z, 0.98)) if len(z) else 1.0
+    cells = plan.grid
     unit = pick(lang, metric.unit_zh, metric.unit_en)
     title = pick(lang, metric.title_zh, metric.title_en)
+    # A stale layer is never drawn as if it were live: grey, faded, and said so.
+    colours = STALE_SCALE if stale else list(layer.colorscale)
     return {
         "type": "choroplethmap",
         "uid": "hexes",
@@ -147,11 +182,12 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView) -> di
         "geojson": cells_geojson(cells),
         "locations": [to_hex(c) for c in cells],
         "featureidkey": "id",
-        "z": z.tolist(),
+        "z": plan.z,
         "zmin": 0,
-        "zmax": zmax if zmax > 0 else 1.0,
-        "colorscale": colorscale(list(layer.colorscale)),
-        "marker": {"opacity": 0.78, "line": {"width": 0.4, "color": THEMES[view.theme]["hex_line"]}},
+        "zmax": z_range(plan),
+        "colorscale": colorscale(colours),
+        "marker": {"opacity": 0.4 if stale else 0.78,
+                   "line": {"width": 0.4, "color": THEMES[view.theme]["hex_line"]}},
         "colorbar": {
             "title": {"text": f"{layer.symbol} {title}" + (f"<br>({unit})" if unit else ""),
                       "side": "top"},
@@ -238,8 +274,9 @@ def map_figure(data: CityData, view: MapView) -> tuple[dict[str, Any], HexPlan]:
     metric = data.metric(view.hex_layer, view.metric)
     plan = plan_hexes(data, view)
     traces = base_traces(data, view.theme)
+    stale = view.moment is None and data.layer_stale(view.hex_layer)
     if plan.mode == "hex":
-        traces.append(hex_trace(plan, metric, view.hex_layer, view))
+        traces.append(hex_trace(plan, metric, view.hex_layer, view, stale))
     else:
         traces.append(points_trace(plan.points if plan.points is not None else pd.DataFrame(),
                                    view.hex_layer, view, "hexes", size=8))

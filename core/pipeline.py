@@ -349,6 +349,23 @@ class CityData:
                 self._outlines[key] = cached
         return cached  # type: ignore[return-value]
 
+    def footprint(self, res: int) -> np.ndarray:
+        """The city's cells at ``res``: those covering its top admin level (cached).
+
+        The map draws this grid, not only the cells that have data, so a live update
+        changes values on a fixed set of hexagons instead of resending geometry.
+        """
+        key = ("footprint", res)
+        with self._lock:
+            cached = self._outlines.get(key)
+        if cached is None:
+            base = self.boundaries[0].cells["cell"].to_numpy() if self.boundaries \
+                else np.empty(0, dtype=np.int64)
+            cached = np.unique(parents(base, res)) if len(base) else base
+            with self._lock:
+                self._outlines[key] = cached
+        return cached  # type: ignore[no-any-return]
+
     def boundary(self, level: str) -> BoundaryLevel | None:
         return next((b for b in self.boundaries if b.spec.level == level), None)
 

@@ -113,7 +113,10 @@ class AdapterBase:
         self.role = LAYERS[source.layer].roles[source.role]
 
     def normalise(self, raw: pd.DataFrame) -> Batch:
-        return normalise(raw, self.source, self.role, self.context)
+        # In a stream, a repeated id is a newer version (a device's next report), not
+        # a bad row: the last one wins without being counted as a rejection.
+        return normalise(raw, self.source, self.role, self.context,
+                         versions_supersede=self.streaming)
 
     def updates(self, since: Any) -> Batch:
         """Default for snapshot sources: nothing new until re-read."""
@@ -203,16 +206,21 @@ def apply_where(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
     return raw.loc[keep]
 
 
-def normalise(raw: pd.DataFrame, source: Source, role: Role, context: AdapterContext) -> Batch:
-    """Raw rows in, the normalised frame and counted rejections out (see module docs)."""
+def normalise(raw: pd.DataFrame, source: Source, role: Role, context: AdapterContext,
+              versions_supersede: bool = False) -> Batch:
+    """Raw rows in, the normalised frame and counted rejections out (see module docs).
+
+    Repeated ids keep the last row; they count as ``duplicate id`` rejections unless
+    ``versions_supersede`` (streams, where a repeat is simply a newer version).
+    """
     raw = apply_where(raw, source)
     if role.geometry == "area":
         return _normalise_areas(raw, source, role, context)
-    return _normalise_points(raw, source, role, context)
+    return _normalise_points(raw, source, role, context, versions_supersede)
 
 
 def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
-                      context: AdapterContext) -> Batch:
+                      context: AdapterContext, versions_supersede: bool = False) -> Batch:
     fields = source.fields
     rejected: Counter[str] = Counter()
     warnings: list[str] = []
@@ -291,7 +299,8 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
     out = out.loc[keep]
     duplicated = out["id"].duplicated(keep="last").to_numpy()
     if duplicated.any():
-        rejected["duplicate id"] += int(duplicated.sum())
+        if not versions_supersede:
+            rejected["duplicate id"] += int(duplicated.sum())
         out = out.loc[~duplicated]
     out = out.reset_index(drop=True)
     out.insert(4, "cell", index_points(out["lat"].to_numpy(), out["lon"].to_numpy(), context.base_res))

@@ -10,8 +10,8 @@ JSON object, or a JSON array of objects) into raw rows, which go through the sam
     role = "mobility"
     adapter = "mqtt"
     host = "broker.city.gov"
-    topics = ["transit/bus/+/position"]
-    topic_field = "id"              # the vehicle id is the topic's last segment
+    topics = ["transit/bus/+"]      # transit/bus/<vehicle id>
+    topic_field = "id"              # the topic's last segment, unless the message has one
     time = "ts"
     lat = "position.lat"            # dotted paths reach into nested JSON
     lon = "position.lon"
@@ -39,7 +39,7 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -59,7 +59,7 @@ TOPIC_COLUMN = "_mqtt_topic"
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
-DEFAULT_SESSION_EXPIRY = 3600.0
+DEFAULT_SESSION_EXPIRY = 3600
 #: How long the first read waits for the first connection attempt to settle.
 FIRST_CONNECT_WAIT = 8.0
 #: Cumulative rejection totals remembered per handed-out cursor (see ``_totals_at``).
@@ -129,12 +129,88 @@ def forget_session(host: str, port: int, client_id: str, timeout: float = 5.0) -
         client.loop_stop()
 
 
+def _quiet_shutdown(record: logging.LogRecord) -> bool:
+    """Drop paho's error line from its network thread racing a clean ``disconnect()``."""
+    return not str(record.msg).startswith("Client is not connected")
+
+
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "connection failed"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """The options of one MQTT source, validated (see the module docs and docs/adapters.md)."""
+
+    topics: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    client_id: str = ""
+    qos: int = 1
+    username: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+    max_payload: int = 65536
+    buffer: int = 200_000
+    keepalive: int = 30
+    topic_field: str | None = None
+    session_expiry: int = DEFAULT_SESSION_EXPIRY
+
+    @classmethod
+    def parse(cls, where: str, options: Mapping[str, Any], client_id: str = "") -> MqttSettings:
+        """Options as written in the config; a wrong value is a :class:`ConfigError`."""
+
+        def integer(key: str, default: int, lo: int, hi: int | None = None) -> int:
+            value = options.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo \
+                    or (hi is not None and value > hi):
+                bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+                raise ConfigError(f"{where}.{key}: expected an integer {bounds}, got {value!r}")
+            return value
+
+        def text(key: str) -> str | None:
+            value = options.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+            return value
+
+        topics = options.get("topics")
+        if isinstance(topics, str):
+            topics = [topics]
+        if not isinstance(topics, list) or not topics or \
+                not all(isinstance(t, str) for t in topics):
+            raise ConfigError(f"{where}.topics: expected a list of topic filters, got {topics!r}")
+        for topic in topics:
+            try:
+                check_topic_filter(topic)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.topics: {exc}") from exc
+        tls = options.get("tls", False)
+        if not isinstance(tls, bool):
+            raise ConfigError(f"{where}.tls: expected true or false, got {tls!r}")
+        expiry = parse_duration(f"{where}.session_expiry",
+                                options.get("session_expiry", DEFAULT_SESSION_EXPIRY))
+        if not 0 <= expiry <= 0xFFFFFFFF:
+            raise ConfigError(f"{where}.session_expiry: {expiry:g} s is outside MQTT's range")
+        return cls(
+            topics=tuple(topics),
+            host=text("host") or "127.0.0.1",
+            port=integer("port", DEFAULT_TLS_PORT if tls else DEFAULT_PORT, 1, 65535),
+            client_id=text("client_id") or client_id,
+            qos=integer("qos", 1, 0, 2),
+            username=text("username"),
+            password_env=text("password_env"),
+            tls=tls,
+            max_payload=integer("max_payload", 65536, 1),
+            buffer=integer("buffer", 200_000, 1),
+            keepalive=integer("keepalive", 30, 5, 65535),
+            topic_field=text("topic_field"),
+            session_expiry=int(expiry),
+        )
 
 
 class MqttAdapter(AdapterBase):
@@ -166,6 +242,7 @@ class MqttAdapter(AdapterBase):
         self._records: deque[tuple[int, dict[str, Any]]] = deque()
         self._seq = 0  # one number per message event (a record or a rejection)
         self._delivered = 0  # sequence number up to which the caller holds the rows
+        self._handed_out = 0  # the last cursor returned by a read
         self._rejected_total: Counter[str] = Counter()
         # Rejection totals as they were when each cursor was handed out, so that a
         # read reports exactly the rejections that happened after its ``since``.
@@ -180,46 +257,16 @@ class MqttAdapter(AdapterBase):
         self._client = self._connect()
 
     # ------------------------------------------------------------------ options
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, Any]) -> None:
+        """Validate the options when the config loads, not at the first read."""
+        MqttSettings.parse(where, options)
+
     def _read_options(self, source: Source) -> None:
         where = f"[[sources]] {source.name!r}"
-        options = source.options
-
-        def integer(key: str, default: int, lo: int, hi: int | None = None) -> int:
-            value = options.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo \
-                    or (hi is not None and value > hi):
-                bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-                raise ConfigError(f"{where}.{key}: expected an integer {bounds}, got {value!r}")
-            return value
-
-        topics = options.get("topics")
-        if isinstance(topics, str):
-            topics = [topics]
-        if not isinstance(topics, list) or not topics or \
-                not all(isinstance(t, str) for t in topics):
-            raise ConfigError(f"{where}.topics: expected a list of topic filters, got {topics!r}")
-        for topic in topics:
-            try:
-                check_topic_filter(topic)
-            except ValueError as exc:
-                raise ConfigError(f"{where}.topics: {exc}") from exc
-        self.topics: tuple[str, ...] = tuple(topics)
-        tls = options.get("tls", False)
-        if not isinstance(tls, bool):
-            raise ConfigError(f"{where}.tls: expected true or false, got {tls!r}")
-        self.tls = tls
-        self.host = str(options.get("host", "127.0.0.1"))
-        self.port = integer("port", DEFAULT_TLS_PORT if tls else DEFAULT_PORT, 1, 65535)
-        self.qos = integer("qos", 1, 0, 2)
-        self.keepalive = integer("keepalive", 30, 5)
-        self.max_payload = integer("max_payload", 65536, 1)
-        self.buffer = integer("buffer", 200_000, 1)
-        self.session_expiry = int(parse_duration(
-            f"{where}.session_expiry", options.get("session_expiry", DEFAULT_SESSION_EXPIRY)))
-        self.client_id = str(options.get("client_id") or default_client_id(source.name))
-        self.username = options.get("username")
-        self.password_env = options.get("password_env")
-        topic_field = options.get("topic_field")
+        self.settings = MqttSettings.parse(where, source.options, default_client_id(source.name))
+        topic_field = self.settings.topic_field
         if topic_field is not None and topic_field not in self.role.field_names():
             raise ConfigError(f"{where}.topic_field: unknown field {topic_field!r}; valid fields "
                               f"are: {', '.join(self.role.field_names())}")
@@ -243,20 +290,23 @@ class MqttAdapter(AdapterBase):
             raise SourceError("the mqtt adapter needs paho-mqtt: pip install 'citybrain[mqtt]'") \
                 from exc
 
+        settings = self.settings
         client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=self.client_id, protocol=mqtt.MQTTv5)
+                             client_id=settings.client_id, protocol=mqtt.MQTTv5)
         # An exception in a callback must not end the network thread (and reconnects).
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-        if self.username is not None or self.password_env is not None:
+        paho_log = logging.getLogger(f"{__name__}.paho")
+        paho_log.addFilter(_quiet_shutdown)  # same object every time: added once
+        client.enable_logger(paho_log)
+        if settings.username is not None or settings.password_env is not None:
             password = None
-            if self.password_env is not None:
-                password = os.environ.get(str(self.password_env))
+            if settings.password_env is not None:
+                password = os.environ.get(settings.password_env)
                 if password is None:
-                    raise SourceError(f"environment variable {self.password_env} "
+                    raise SourceError(f"environment variable {settings.password_env} "
                                       "(password_env) is not set")
-            client.username_pw_set(None if self.username is None else str(self.username), password)
-        if self.tls:
+            client.username_pw_set(settings.username, password)
+        if settings.tls:
             try:
                 client.tls_set()  # the system's CA bundle, certificate and host name checked
             except (OSError, ValueError) as exc:
@@ -268,11 +318,11 @@ class MqttAdapter(AdapterBase):
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.session_expiry
+        properties.SessionExpiryInterval = settings.session_expiry
         # Never a clean start: the broker keeps the subscriptions and queued QoS 1
         # messages of this client id while it is away.
-        client.connect_async(self.host, self.port, keepalive=self.keepalive, clean_start=False,
-                             properties=properties)
+        client.connect_async(settings.host, settings.port, keepalive=settings.keepalive,
+                             clean_start=False, properties=properties)
         client.loop_start()  # connects, and reconnects after any loss, in its own thread
         return client
 
@@ -303,7 +353,8 @@ class MqttAdapter(AdapterBase):
             self._last_error = None
         # Subscribing on every connect restores the subscriptions after a reconnect
         # even when the broker lost the session (a restart without persistence).
-        result, mid = client.subscribe([(topic, self.qos) for topic in self.topics])
+        qos = self.settings.qos
+        result, mid = client.subscribe([(topic, qos) for topic in self.settings.topics])
         with self._lock:
             self._subscribe_mid = mid
             if result != 0:
@@ -331,12 +382,14 @@ class MqttAdapter(AdapterBase):
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[Any], properties: Any) -> None:
-        refused = [f"{topic} ({code})" for topic, code in zip(self.topics, reason_codes, strict=False)
+        refused = [f"{topic} ({code})"
+                   for topic, code in zip(self.settings.topics, reason_codes, strict=False)
                    if code.is_failure]
         with self._lock:
             if mid != self._subscribe_mid:
                 return
-            self._subscribe_error = ("subscription refused: " + ", ".join(refused)) if refused else None
+            self._subscribe_error = "subscription refused: " + ", ".join(refused) if refused \
+                else None
         if not refused:
             self._ready.set()
 
@@ -349,8 +402,8 @@ class MqttAdapter(AdapterBase):
                           message.topic)
             self._count_rejected("unreadable message")
 
-    def _take(self, topic: str, payload: bytes) -> None:
-        if len(payload) > self.max_payload:
+    def _take(self, topic: str, payload: bytes | bytearray) -> None:
+        if len(payload) > self.settings.max_payload:
             self._count_rejected("oversized payload")
             return
         try:
@@ -390,7 +443,7 @@ class MqttAdapter(AdapterBase):
             for record in records:
                 self._seq += 1
                 self._records.append((self._seq, record))
-            overflow = len(self._records) - self.buffer
+            overflow = len(self._records) - self.settings.buffer
             if overflow > 0:
                 # Keep the newest rows: a live map wants the latest state.
                 for _ in range(overflow):
@@ -401,7 +454,7 @@ class MqttAdapter(AdapterBase):
     def _check_connection(self) -> None:
         if self._closed:
             raise SourceError(f"MQTT source {self.source.name!r} is closed")
-        where = f"MQTT broker {self.host}:{self.port}"
+        where = f"MQTT broker {self.settings.host}:{self.settings.port}"
         if not self._settled.wait(FIRST_CONNECT_WAIT):
             raise SourceError(f"{where} unreachable: no answer within {FIRST_CONNECT_WAIT:g} s")
         with self._lock:
@@ -427,6 +480,7 @@ class MqttAdapter(AdapterBase):
             records = [record for _, record in self._records]
             rejected = self._rejected_total - base
             cursor = self._seq
+            self._handed_out = cursor
             self._totals_at.setdefault(self._delivered, base)
             self._totals_at[cursor] = self._rejected_total.copy()
             if len(self._totals_at) > MAX_REMEMBERED_CURSORS:
@@ -466,14 +520,14 @@ class MqttAdapter(AdapterBase):
         return self._batch(records, rejected, new_cursor, replace=False)
 
     def close(self) -> None:
-        """Disconnect and stop the network thread; undelivered rows are counted in the log."""
+        """Disconnect and stop the network thread; rows never read are counted in the log."""
         if self._closed:
             return
         self._closed = True
         with self._lock:
-            pending = len(self._records)
-        if pending:
-            log.warning("source %s: closed with %d undelivered row(s)", self.source.name, pending)
+            unread = sum(1 for seq, _ in self._records if seq > self._handed_out)
+        if unread:
+            log.warning("source %s: closed with %d row(s) never read", self.source.name, unread)
         self._client.disconnect()
         self._client.loop_stop()
         self._connected = False
