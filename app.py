@@ -27,11 +27,34 @@ from core.config import CityConfig, ConfigError, load_config
 log = logging.getLogger("citybrain")
 
 
-def create_app(config: CityConfig | None = None) -> Dash:
-    """Build the app for a city: load its data, lay out the page, register callbacks."""
+def on_callback_error(error: Exception) -> None:
+    """Log a failed callback and leave the page as it was.
+
+    A wall display must never show an error: the output keeps its last good value
+    (``None`` here means no update), the error goes to the log and is counted in
+    ``/api/health``.
+    """
+    from flask import current_app
+
+    log.error("callback failed: %s: %s", type(error).__name__, error, exc_info=error)
+    try:
+        counts = current_app.extensions.setdefault("citybrain_callback_errors", {"count": 0})
+        counts["count"] += 1
+        counts["last"] = f"{type(error).__name__}: {error}"
+    except RuntimeError:  # outside an app context
+        pass
+
+
+def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> Dash:
+    """Build the app for a city: load its data, lay out the page, register callbacks.
+
+    With streaming sources, the ingest engine starts (one per process) unless
+    ``start_ingest`` is False; it is at ``app.server.extensions["citybrain_ingest"]``.
+    """
     from callbacks import register_all
     from core.api import register_api
     from core.cache import init_cache
+    from core.ingest import IngestEngine
     from core.layout import build_layout
     from core.pipeline import CityData
 
@@ -42,13 +65,19 @@ def create_app(config: CityConfig | None = None) -> Dash:
         title="城市大脑 citybrain",
         update_title=None,
         serve_locally=True,
+        compress=True,  # gzip: map figures are JSON and shrink several-fold
         assets_folder=os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets"),
         suppress_callback_exceptions=False,
+        on_error=on_callback_error,
     )
     init_cache(app.server, config.cache)
     register_api(app.server, data)
     app.layout = build_layout(config, data)
     register_all(app, data)
+    engine = IngestEngine(data)
+    app.server.extensions["citybrain_ingest"] = engine
+    if start_ingest and data.streaming_sources():
+        engine.start()
     return app
 
 

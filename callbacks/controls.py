@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
+import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, no_update
 
 from callbacks import ids
+from callbacks.map import replay_moment
 from core.i18n import pick, t
 from core.layout import layer_options, overlay_options
 from core.pipeline import CityData
@@ -76,6 +79,8 @@ def register(app: Dash, data: CityData) -> None:
         Output(ids.SUBAREA, "placeholder"),
         Output(ids.BACK_TO_CITY, "children"),
         Output(ids.OUTLINE, "options"),
+        Output(ids.REPLAY_PLAY, "children"),
+        Output(ids.REPLAY_LIVE, "children"),
         Input(ids.LANGUAGE, "data"),
     )
     def translate(language: str) -> tuple[Any, ...]:
@@ -93,6 +98,8 @@ def register(app: Dash, data: CityData) -> None:
             t("panel.pick_unit", language),
             t("panel.back_to_city", language),
             outlines,
+            t("replay.play", language),
+            t("replay.live", language),
         )
 
     @app.callback(
@@ -133,6 +140,8 @@ def register(app: Dash, data: CityData) -> None:
         """Pick a district, then a sub-area: fit the map to it. Back: the whole city."""
         city_view = {"zoom": config.city.zoom,
                      "center": [config.city.center_lat, config.city.center_lon], "bbox": None}
+        if ctx.triggered_id == ids.SUBAREA and not subarea and not district:
+            return no_update, no_update, no_update, no_update  # the sub-area list was reset
         if ctx.triggered_id == ids.BACK_TO_CITY or (not district and not subarea):
             return None, city_view, "city", None
         if subarea and len(data.boundaries) > 1:
@@ -149,3 +158,31 @@ def register(app: Dash, data: CityData) -> None:
         zoom, center = fit_view(bounds)
         view = {"zoom": zoom, "center": list(center), "bbox": list(bounds)}
         return {"level": level, "name": name}, view, f"{level}:{name}", no_update
+
+    @app.callback(
+        Output(ids.REPLAY, "data"),
+        Output(ids.HISTORY_SLIDER, "value"),
+        Input(ids.REPLAY_PLAY, "n_clicks"),
+        Input(ids.REPLAY_LIVE, "n_clicks"),
+        Input(ids.TICK, "n_intervals"),
+        State(ids.HISTORY_SLIDER, "value"),
+        State(ids.REPLAY_SPEED, "value"),
+        State(ids.REPLAY, "data"),
+        prevent_initial_call=True,
+    )
+    def replay(_play: int | None, _live: int | None, _tick: int | None, hours_back: float,
+               speed: int, current: dict[str, Any] | None) -> tuple[Any, Any]:
+        """Play the past from the slider's position at a chosen speed; then back to live."""
+        now = data.clock.now()
+        if ctx.triggered_id == ids.REPLAY_PLAY and hours_back < 0:
+            start = now + pd.Timedelta(hours=float(hours_back))
+            span = data.history_span()
+            if span is not None:
+                start = max(start, span[0])
+            return {"start": start.isoformat(), "wall": time.time() * 1000,
+                    "speed": float(speed)}, no_update
+        if ctx.triggered_id == ids.REPLAY_LIVE:
+            return None, 0
+        if current and replay_moment(current, data) is None:
+            return None, 0  # caught up with the present: live again
+        return no_update, no_update

@@ -9,6 +9,8 @@ VIEW = "store-view"
 SELECTED_CELL = "store-selected-cell"
 AREA = "store-area"
 REVISION = "store-revision"
+RENDERED = "store-rendered"  # what the browser's map holds (grid, structure, version)
+REPLAY = "store-replay"  # time-slider playback: None when live
 
 # header
 ROOT = "root"
@@ -36,3 +38,11 @@ AREA_PANEL = "panel-area"
 SOURCES = "panel-sources"
 ATTRIBUTION = "attribution"
 TICK = "interval-tick"
+STALE_BANNER = "stale-banner"
+LIVE_CHIP = "live-chip"
+
+# time replay
+HISTORY_SLIDER = "slider-history"
+REPLAY_SPEED = "dropdown-replay-speed"
+REPLAY_PLAY = "button-replay-play"
+REPLAY_LIVE = "button-replay-live"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+import pandas as pd
+
 import h3.api.basic_int as h3i
-from dash import Dash, Input, Output, State, html, no_update
+from dash import Dash, Input, Output, State, ctx, html, no_update
 
 from callbacks import ids
-from core.figures import MapView, map_figure
+from core.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch
 from core.hexes import from_hex, resolution_for_zoom
 from core.i18n import t
 from core.pipeline import CityData
@@ -30,6 +33,16 @@ def viewport(relayout: dict[str, Any] | None) -> tuple[float, list[float], list[
         lats = [c[1] for c in corners]
         bbox = [min(lons), min(lats), max(lons), max(lats)]
     return float(zoom), [float(center["lat"]), float(center["lon"])], bbox
+
+
+def replay_moment(replay: dict[str, Any] | None, data: CityData) -> pd.Timestamp | None:
+    """The city time the time slider is showing, or None when live (or caught up)."""
+    if not replay:
+        return None
+    start = pd.Timestamp(replay["start"])
+    elapsed = max(0.0, time.time() - float(replay["wall"]) / 1000.0) * float(replay["speed"])
+    moment = start + pd.Timedelta(seconds=elapsed)
+    return None if moment >= data.clock.now() else moment
 
 
 def snap_bbox(bbox: list[float]) -> list[float]:
@@ -76,6 +89,7 @@ def register(app: Dash, data: CityData) -> None:
     @app.callback(
         Output(ids.MAP, "figure"),
         Output(ids.MAP_STATUS, "children"),
+        Output(ids.RENDERED, "data"),
         Input(ids.HEX_LAYER, "value"),
         Input(ids.METRIC, "value"),
         Input(ids.OVERLAYS, "value"),
@@ -85,13 +99,25 @@ def register(app: Dash, data: CityData) -> None:
         Input(ids.AREA, "data"),
         Input(ids.LANGUAGE, "data"),
         Input(ids.THEME, "data"),
+        Input(ids.TICK, "n_intervals"),
+        Input(ids.REPLAY, "data"),
         State(ids.REVISION, "data"),
+        State(ids.RENDERED, "data"),
     )
     def draw(layer_id: str, metric: str | None, overlays: list[str] | None, outline: str | None,
              view: dict[str, Any], selected: str | None, area: dict[str, str] | None,
-             language: str, theme: str, revision: str | None) -> tuple[Any, Any]:
+             language: str, theme: str, _tick: int | None, replay: dict[str, Any] | None,
+             revision: str | None, rendered: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+        """Draw the map; on a tick send only what changed.
+
+        A full figure goes out when what is drawn changes shape (layer, metric,
+        resolution, viewport, overlays, language, theme). A tick with the same grid
+        sends a ``Patch`` of the hexagon values alone; a tick with no new data
+        sends nothing.
+        """
         started = time.perf_counter()
         bbox = view.get("bbox")
+        moment = replay_moment(replay, data)
         map_view = MapView(
             hex_layer=layer_id,
             metric=metric,
@@ -105,33 +131,71 @@ def register(app: Dash, data: CityData) -> None:
             language=language,
             theme=theme,
             revision=revision or "city",
+            moment=moment,
         )
+        structure = json.dumps([layer_id, metric, overlays, outline, view, selected, area,
+                                language, theme, revision], sort_keys=True, default=str)
+        stale = moment is None and data.layer_stale(layer_id)
+        tick_only = ctx.triggered_id in (ids.TICK, ids.REPLAY) and rendered is not None \
+            and rendered.get("structure") == structure
+        if tick_only and moment is None and rendered.get("version") == data.version \
+                and rendered.get("stale") == stale and rendered.get("moment") is None:
+            return no_update, no_update, no_update
         try:
-            figure, plan = map_figure(data, map_view)
+            if tick_only:
+                plan = plan_hexes(data, map_view)
+                if plan.mode == "hex" and plan.grid_key() == rendered.get("grid"):
+                    figure = value_patch(plan, rendered["hex_index"], layer_id, stale)
+                else:
+                    figure, plan = map_figure(data, map_view)
+            else:
+                figure, plan = map_figure(data, map_view)
         except KeyError:  # a metric from another layer, mid-switch: wait for the right one
-            return no_update, no_update
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if plan.mode == "hex":
-            count = f"{len(plan.values):,} {t('map.cells', language)}"
+            return no_update, no_update, no_update
+        if isinstance(figure, dict):
+            hex_index = next(i for i, t in enumerate(figure["data"]) if t.get("uid") == "hexes")
         else:
-            count = f"{0 if plan.points is None else len(plan.points):,} {t('map.points', language)}"
-        status = [
+            hex_index = rendered["hex_index"] if rendered else 0
+        state = {"structure": structure, "grid": plan.grid_key() if plan.mode == "hex" else None,
+                 "hex_index": hex_index, "version": data.version, "stale": stale,
+                 "moment": None if moment is None else moment.isoformat()}
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return figure, status_chips(plan, layer_id, language, elapsed_ms, stale, moment), state
+
+    def status_chips(plan: HexPlan, layer_id: str, language: str, elapsed_ms: float,
+                     stale: bool, moment: pd.Timestamp | None) -> list[Any]:
+        if plan.mode == "hex":
+            count, drawn = len(plan.values), len(plan.grid)
+            text = f"{count:,} / {drawn:,} {t('map.cells', language)}"
+        else:
+            count = drawn = 0 if plan.points is None else len(plan.points)
+            text = f"{count:,} {t('map.points', language)}"
+        zone = data.config.city.timezone
+        if moment is None:
+            when = data.clock.now().tz_convert(zone).strftime("%m-%d %H:%M")
+            live = html.Span(f"● {t('map.live', language)} {when}", className="cb-chip cb-live",
+                             id=ids.LIVE_CHIP)
+        else:
+            when = moment.tz_convert(zone).strftime("%m-%d %H:%M")
+            live = html.Span(f"⏪ {t('replay.showing', language)} {when}",
+                             className="cb-chip cb-replay", id=ids.LIVE_CHIP)
+        chips = [
+            live,
             html.Span(f"{t('map.resolution', language)} {plan.res}", className="cb-chip"),
-            html.Span(count, className="cb-chip", id="map-count",
-                      **{"data-count": str(len(plan.values) if plan.mode == 'hex' else
-                                           (0 if plan.points is None else len(plan.points))),
+            html.Span(text, className="cb-chip", id="map-count",
+                      **{"data-count": str(count), "data-drawn": str(drawn),
                          "data-mode": plan.mode, "data-res": str(plan.res)}),
             html.Span(f"{elapsed_ms:.0f} ms", className="cb-chip cb-muted"),
         ]
         if plan.mode == "hex" and plan.values.empty:
-            status.append(html.Span(t("map.no_data", language), className="cb-chip cb-warn"))
+            chips.append(html.Span(t("map.no_data", language), className="cb-chip cb-warn"))
         if plan.capped:
-            status.append(html.Span(t("map.capped", language), className="cb-chip cb-warn"))
+            chips.append(html.Span(t("map.capped", language), className="cb-chip cb-warn"))
         if plan.sampled:
-            status.append(html.Span(t("map.sampled", language), className="cb-chip cb-warn"))
-        if data.layer_stale(layer_id):
-            status.append(html.Span(t("map.stale", language), className="cb-chip cb-stale"))
-        return figure, status
+            chips.append(html.Span(t("map.sampled", language), className="cb-chip cb-warn"))
+        if stale:
+            chips.append(html.Span(t("map.stale", language), className="cb-chip cb-stale"))
+        return chips
 
     @app.callback(
         Output(ids.SELECTED_CELL, "data"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -137,6 +136,30 @@ def register(app: Dash, data: CityData) -> None:
                 html.P(level_title, className="cb-muted"), summary]
 
     @app.callback(
+        Output(ids.STALE_BANNER, "children"),
+        Output(ids.STALE_BANNER, "className"),
+        Input(ids.TICK, "n_intervals"),
+        Input(ids.HEX_LAYER, "value"),
+        Input(ids.LANGUAGE, "data"),
+    )
+    def stale_banner(_tick: int | None, layer_id: str, language: str) -> tuple[Any, str]:
+        """Say loudly, over the map, when what is shown is not live."""
+        stale = []
+        for source in config.sources_for(layer_id):
+            health = data.health[source.name]
+            if not health.is_stale():
+                continue
+            when = health.last_data.astimezone(zone).strftime("%H:%M:%S") \
+                if health.last_data else None
+            since = t("stale.since", language, when=when) if when else t("stale.never", language)
+            reason = f" — {health.last_error}" if health.last_error else ""
+            stale.append(f"{pick(language, source.title_zh, source.title_en)} ({since}){reason}")
+        if not stale:
+            return [], "cb-stale-banner"
+        return f"⚠ {t('stale.banner', language, sources='; '.join(stale))}", \
+            "cb-stale-banner cb-stale-banner-on"
+
+    @app.callback(
         Output(ids.SOURCES, "children"),
         Output(ids.CLOCK, "children"),
         Input(ids.TICK, "n_intervals"),
@@ -156,5 +179,8 @@ def register(app: Dash, data: CityData) -> None:
             chips.append(html.Span(text, className=f"cb-source cb-source-{state}",
                                    title=health.last_error or ", ".join(
                                        f"{k}: {v}" for k, v in health.rejected.items())))
-        now = datetime.now(UTC).astimezone(zone)
-        return chips, now.strftime("%Y-%m-%d %H:%M")
+        now = data.clock.now().tz_convert(zone)
+        clock = now.strftime("%Y-%m-%d %H:%M:%S")
+        if data.clock.accelerated:
+            clock += f" (×{data.clock.speed:g})"
+        return chips, clock

@@ -47,7 +47,8 @@ def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None
     return out
 
 
-def health_document(data: CityData) -> dict[str, Any]:
+def health_document(data: CityData, callback_errors: dict[str, Any] | None = None,
+                    ingest_running: bool | None = None) -> dict[str, Any]:
     sources = [h.as_dict() for h in data.health.values()]
     rejected: dict[str, int] = {}
     for h in data.health.values():
@@ -63,6 +64,10 @@ def health_document(data: CityData) -> dict[str, Any]:
         "layers": {layer: {"stale": layer in stale_layers,
                            "sources": [s.name for s in data.config.sources_for(layer)]}
                    for layer in LAYERS},
+        "clock": {"city_time": data.clock.now().isoformat(), "speed": data.clock.speed},
+        "ingest": {"streaming_sources": [s.name for s in data.streaming_sources()],
+                   "running": ingest_running},
+        "callback_errors": dict(callback_errors or {"count": 0}),
         "rows_rejected": int(sum(rejected.values())),
         "rejected_by_reason": dict(sorted(rejected.items())),
         "sources": sources,
@@ -78,7 +83,12 @@ def create_blueprint() -> Blueprint:
 
     @api.get("/health")
     def health() -> Any:
-        return jsonify(health_document(_data()))
+        from flask import current_app
+
+        engine = current_app.extensions.get("citybrain_ingest")
+        return jsonify(health_document(
+            _data(), current_app.extensions.get("citybrain_callback_errors"),
+            None if engine is None else engine.running))
 
     @api.get("/layers")
     def layers() -> Any:

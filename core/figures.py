@@ -33,6 +33,7 @@ THEMES: dict[str, dict[str, str]] = {
               "muted": "#4c5d75", "highlight": "#d6336c", "hex_line": "rgba(255,255,255,0.4)"},
 }
 #: Marker colours for overlay points, one per layer.
+GLYPHS_URL = "/_citybrain/glyphs/{fontstack}/{range}.pbf"
 STALE_SCALE = ["#2a2d33", "#4a4e57", "#6c717c", "#9096a2", "#b8bdc7", "#e0e3e8"]
 OVERLAY_COLOURS = {"people": "#f9a646", "enterprises": "#5cc4e6", "land": "#9bd07f",
                    "things": "#5fd3a8", "government": "#ff6b8b"}
@@ -138,7 +139,17 @@ def map_style(theme: str, tile_url: str = "", tile_attribution: str = "") -> dic
     style: dict[str, Any] = {
         "version": 8,
         "name": f"citybrain-{theme}",
-        "sources": {},
+        # MapLibre refuses symbol layers (plotly adds one per scattermap trace, for
+        # text) in a style without a glyphs URL. Ours is on this server; no text is
+        # drawn on the map, so nothing is fetched from it.
+        "glyphs": GLYPHS_URL,
+        # Not empty on purpose: an empty "sources" object is stripped on the way into
+        # plotly, the stored style then never equals the next figure's, and plotly
+        # calls setStyle on every update, which MapLibre answers with an error.
+        "sources": {"citybrain-none": {"type": "geojson", "data": {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {},
+                          "geometry": {"type": "Point", "coordinates": [0, 0]}}]}}},
         "layers": [{"id": "background", "type": "background",
                     "paint": {"background-color": colours["background"]}}],
     }
@@ -203,6 +214,19 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
     }
 
 
+def value_patch(plan: HexPlan, hex_index: int, layer_id: str, stale: bool) -> Any:
+    """A Patch that updates only the hexagon values (and the stale look) of a drawn map."""
+    from dash import Patch
+
+    patch = Patch()
+    trace = patch["data"][hex_index]
+    trace["z"] = plan.z
+    trace["zmax"] = z_range(plan)
+    trace["colorscale"] = colorscale(STALE_SCALE if stale else list(LAYERS[layer_id].colorscale))
+    trace["marker"]["opacity"] = 0.4 if stale else 0.78
+    return patch
+
+
 def points_trace(rows: pd.DataFrame, layer_id: str, view: MapView, uid: str,
                  size: float = 7.0) -> dict[str, Any]:
     layer = LAYERS[layer_id]
@@ -234,7 +258,7 @@ def outline_lines(geometries: Any) -> tuple[list[float | None], list[float | Non
         for geom in geometries:
             if geom is None or geom.is_empty:
                 continue
-            for ring in shapely.get_rings(geom):
+            for ring in (r for part in shapely.get_parts(geom) for r in shapely.get_rings(part)):
                 coords = np.round(shapely.get_coordinates(ring), 5)
                 lons.extend(coords[:, 0].tolist())
                 lats.extend(coords[:, 1].tolist())
@@ -255,15 +279,14 @@ def base_traces(data: CityData, theme: str) -> list[dict[str, Any]]:
         return []
     colours = THEMES[theme]
     top = data.boundaries[0]
-    lats, lons = data.outlines(f"boundary:{top.spec.level}")
     features = data.boundary_geojson(top.spec.level)
     return [
         {"type": "choroplethmap", "uid": "base-land", "geojson": features,
          "locations": [f["id"] for f in features["features"]], "featureidkey": "id",
          "z": [0] * len(features["features"]), "zmin": 0, "zmax": 1,
          "colorscale": [[0, colours["land"]], [1, colours["land"]]], "showscale": False,
-         "marker": {"line": {"width": 0}, "opacity": 1.0}, "hoverinfo": "skip"},
-        line_trace(lats, lons, colours["line"], 1.2, "base-lines"),
+         "marker": {"line": {"width": 1.2, "color": colours["line"]}, "opacity": 1.0},
+         "hoverinfo": "skip"},
     ]
 
 

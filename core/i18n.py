@@ -66,6 +66,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "health.rows": ("条", "rows"),
     "health.last_read": ("最近读取", "last read"),
     "attribution": ("数据来源", "Data"),
+    "replay.title": ("时间回放", "Time replay"),
+    "replay.showing": ("回放", "Replay"),
+    "replay.play": ("▶ 回放", "▶ Replay"),
+    "replay.live": ("● 回到实时", "● Back to live"),
+    "replay.speed": ("速度", "Speed"),
+    "replay.hours_ago": ("小时前", "hours ago"),
+    "replay.no_history": ("暂无历史数据", "No history yet"),
+    "stale.banner": ("数据过期：{sources}", "Stale data: {sources}"),
+    "stale.since": ("最后数据 {when}", "last data {when}"),
+    "stale.never": ("从未收到数据", "no data received"),
     "unit.km2": ("平方公里", "km²"),
 }
 

@@ -41,6 +41,28 @@ def overlay_options(language: str) -> list[dict[str, Any]]:
     return options
 
 
+REPLAY_SPEEDS = (1, 10, 60, 600)
+
+
+def replay_controls(config: CityConfig, language: str) -> list[Any]:
+    """The time slider: how far back to start, how fast to play, and back to live."""
+    hours = max(1, int(round(config.live.history / 3600)))
+    marks = {-h: f"-{h}h" for h in range(0, hours + 1, max(1, hours // 4))}
+    marks[0] = "0"
+    return [
+        label("replay.title", language, html.H2),
+        dcc.Slider(id=ids.HISTORY_SLIDER, min=-hours, max=0, step=0.25, value=0, marks=marks,
+                   className="cb-slider", updatemode="mouseup"),
+        html.Div(className="cb-replay-row", children=[
+            dcc.Dropdown(id=ids.REPLAY_SPEED, clearable=False, value=60, searchable=False,
+                         options=[{"label": f"{v}×", "value": v} for v in REPLAY_SPEEDS],
+                         className="cb-dropdown cb-speed"),
+            html.Button(t("replay.play", language), id=ids.REPLAY_PLAY, className="cb-button"),
+            html.Button(t("replay.live", language), id=ids.REPLAY_LIVE, className="cb-button"),
+        ]),
+    ]
+
+
 def build_layout(config: CityConfig, data: CityData) -> html.Div:
     language = config.city.language
     city = config.city
@@ -60,6 +82,8 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
             dcc.Store(id=ids.SELECTED_CELL, data=None),
             dcc.Store(id=ids.AREA, data=None),
             dcc.Store(id=ids.REVISION, data="city"),
+            dcc.Store(id=ids.RENDERED, data=None),
+            dcc.Store(id=ids.REPLAY, data=None),
             html.Header(className="cb-header", children=[
                 html.Div(className="cb-brand", children=[
                     html.Span("城市大脑", className="cb-logo"),
@@ -98,9 +122,11 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
                                  disabled=len(data.boundaries) < 2),
                     html.Button(t("panel.back_to_city", language), id=ids.BACK_TO_CITY,
                                 className="cb-button cb-back"),
+                    *replay_controls(config, language),
                     html.Div(id=ids.MAP_STATUS, className="cb-map-status", role="status"),
                 ]),
                 html.Section(className="cb-map-wrap", children=[
+                    html.Div(id=ids.STALE_BANNER, className="cb-stale-banner", role="alert"),
                     dcc.Graph(id=ids.MAP, className="cb-map",
                               config={"displaylogo": False, "scrollZoom": True,
                                       "displayModeBar": False, "responsive": True},
@@ -117,6 +143,6 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
                 html.Div(id=ids.ATTRIBUTION, className="cb-attribution",
                          children=" · ".join(config.attributions)),
             ]),
-            dcc.Interval(id=ids.TICK, interval=30_000),
+            dcc.Interval(id=ids.TICK, interval=int(config.live.refresh * 1000)),
         ],
     )

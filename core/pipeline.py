@@ -317,7 +317,7 @@ class CityData:
         with self._lock:
             cached = self._outlines.get(cache_key)
         if cached is None:
-            cached = outline_lines(geoms)
+            cached = outline_lines(display_geometries(geoms))
             with self._lock:
                 self._outlines[cache_key] = cached
         return cached
@@ -328,7 +328,8 @@ class CityData:
         boundary = self.boundary(level)
         if boundary is None:
             return [], []
-        return outline_lines(boundary.units.loc[boundary.units["name"] == name].geometry.values)
+        return outline_lines(display_geometries(
+            boundary.units.loc[boundary.units["name"] == name].geometry.values))
 
     def boundary_geojson(self, level: str) -> dict[str, Any]:
         """A boundary level as a GeoJSON FeatureCollection (feature id = unit name), cached."""
@@ -340,8 +341,9 @@ class CityData:
 
             boundary = self.boundary(level)
             units = boundary.units if boundary is not None else gpd.GeoDataFrame(geometry=[])
-            cached = json.loads(units.set_index("name", drop=False)[["geometry"]]
-                                .to_json(drop_id=False, to_wgs84=True)) if len(units) else \
+            shown = units.set_index("name", drop=False)[["geometry"]]
+            shown = shown.set_geometry(display_geometries(shown.geometry.values))
+            cached = json.loads(shown.to_json(drop_id=False, to_wgs84=True)) if len(units) else \
                 {"type": "FeatureCollection", "features": []}
             for feature in cached["features"]:
                 feature["properties"] = {}
@@ -471,6 +473,19 @@ def _empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
 def _cache_dir(config: CityConfig) -> Path:
     path = Path(config.cache.directory)
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+#: Tolerance (degrees, ~15 m) for drawing boundaries: below a pixel at city and
+#: district zooms, and it cuts the base map's bytes several-fold.
+DISPLAY_TOLERANCE = 1.5e-4
+
+
+def display_geometries(geoms: Any) -> Any:
+    """Boundaries simplified for drawing (never for computing areas or membership)."""
+    import shapely
+
+    simplified = shapely.simplify(np.asarray(geoms), DISPLAY_TOLERANCE, preserve_topology=True)
+    return shapely.transform(simplified, lambda xy: np.round(xy, 5))
 
 
 def filter_rows(frame: pd.DataFrame, where: Iterable[tuple[str, tuple[object, ...]]]) -> pd.DataFrame:

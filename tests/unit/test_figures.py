@@ -27,9 +27,9 @@ def _walk_strings(value):
 def test_style_needs_no_network(demo_data, theme: str) -> None:
     figure, _ = map_figure(demo_data, MapView(theme=theme, zoom=10, center=(40.7, -74)))
     style = figure["layout"]["map"]["style"]
-    assert style["version"] == 8 and style["sources"] == {}
+    assert style["version"] == 8 and list(style["sources"]) == ["citybrain-none"]
     assert not [s for s in _walk_strings(figure) if "://" in s]
-    assert "glyphs" not in style and "sprite" not in style
+    assert style["glyphs"].startswith("/") and "sprite" not in style  # same origin
 
 
 def test_tile_url_adds_a_raster_base_map() -> None:
@@ -75,8 +75,16 @@ def test_overlays_outlines_and_selection(demo_data) -> None:
         hex_layer="government", zoom=10, center=(40.7, -74), overlays=("government",),
         outline="boundary:neighbourhood", selected_cell=cell, area=("borough", "Manhattan")))
     uids = [t["uid"] for t in figure["data"]]
-    assert uids == ["base-land", "base-lines", "hexes", "outlines", "overlay-government", "area",
+    assert uids == ["base-land", "hexes", "outlines", "overlay-government", "area",
                     "selected"]
     points = next(t for t in figure["data"] if t["uid"] == "overlay-government")
     assert len(points["lat"]) == 723
     json.dumps(figure)  # plain JSON, no numpy left inside
+
+
+def test_outlines_include_every_part_of_multipolygons(demo_data) -> None:
+    lats, lons = demo_data.outlines("boundary:borough")
+    rings = sum(1 for v in lats if v is None)
+    parts = sum(len(g.geoms) for g in demo_data.boundary("borough").units.geometry)
+    assert rings >= parts > 5  # Staten Island, Manhattan … are multi-part
+    assert len(lats) == len(lons)
