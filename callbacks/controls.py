@@ -129,6 +129,7 @@ def register(app: Dash, data: CityData) -> None:
     @app.callback(
         Output(ids.AREA, "data"),
         Output(ids.VIEW, "data", allow_duplicate=True),
+        Output(ids.CAMERA, "data", allow_duplicate=True),
         Output(ids.REVISION, "data"),
         Output(ids.DISTRICT, "value"),
         Input(ids.DISTRICT, "value"),
@@ -140,10 +141,11 @@ def register(app: Dash, data: CityData) -> None:
         """Pick a district, then a sub-area: fit the map to it. Back: the whole city."""
         city_view = {"zoom": config.city.zoom,
                      "center": [config.city.center_lat, config.city.center_lon], "bbox": None}
+        skip = (no_update,) * 5
         if ctx.triggered_id == ids.SUBAREA and not subarea and not district:
-            return no_update, no_update, no_update, no_update  # the sub-area list was reset
+            return skip  # the sub-area list was reset
         if ctx.triggered_id == ids.BACK_TO_CITY or (not district and not subarea):
-            return None, city_view, "city", None
+            return None, city_view, None, "city", None
         if subarea and len(data.boundaries) > 1:
             level = data.boundaries[1].spec.level
             name = subarea
@@ -151,13 +153,13 @@ def register(app: Dash, data: CityData) -> None:
             level = data.boundaries[0].spec.level
             name = district
         else:
-            return no_update, no_update, no_update, no_update
+            return skip
         bounds = data.boundary(level).bounds(name) if data.boundary(level) else None
         if bounds is None:
-            return no_update, no_update, no_update, no_update
+            return skip
         zoom, center = fit_view(bounds)
         view = {"zoom": zoom, "center": list(center), "bbox": list(bounds)}
-        return {"level": level, "name": name}, view, f"{level}:{name}", no_update
+        return {"level": level, "name": name}, view, None, f"{level}:{name}", no_update
 
     @app.callback(
         Output(ids.REPLAY, "data"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 # stores (per-user state lives in the browser, never in module globals)
 LANGUAGE = "store-language"
 THEME = "store-theme"
-VIEW = "store-view"
+VIEW = "store-view"  # zoom/viewport that decide what is drawn (changes redraw)
+CAMERA = "store-camera"  # the user's exact centre and zoom (kept, never redraws)
 SELECTED_CELL = "store-selected-cell"
 AREA = "store-area"
 REVISION = "store-revision"

@@ -66,16 +66,19 @@ def register(app: Dash, data: CityData) -> None:
 
     @app.callback(
         Output(ids.VIEW, "data"),
+        Output(ids.CAMERA, "data"),
         Input(ids.MAP, "relayoutData"),
         State(ids.VIEW, "data"),
         prevent_initial_call=True,
     )
     def track_view(relayout: dict[str, Any] | None, current: dict[str, Any]) -> Any:
-        """Redraw only when the resolution or the (snapped) viewport really changes."""
+        """Remember the camera always; redraw only when the resolution or the (snapped)
+        viewport really changes."""
         seen = viewport(relayout)
         if seen is None:
-            return no_update
+            return no_update, no_update
         zoom, center, bbox = seen
+        camera = {"zoom": zoom, "center": center}
         res = resolution_for_zoom(zoom, settings.res_by_zoom)
         needs_viewport = res > whole_city_res or zoom >= settings.points_zoom
         new_bbox = snap_bbox(bbox) if (needs_viewport and bbox) else None
@@ -83,8 +86,8 @@ def register(app: Dash, data: CityData) -> None:
         old_points = float(current.get("zoom", zoom)) >= settings.points_zoom
         if (res == old_res and new_bbox == current.get("bbox")
                 and old_points == (zoom >= settings.points_zoom)):
-            return no_update
-        return {"zoom": zoom, "center": center, "bbox": new_bbox}
+            return no_update, camera
+        return {"zoom": zoom, "center": center, "bbox": new_bbox}, camera
 
     @app.callback(
         Output(ids.MAP, "figure"),
@@ -103,11 +106,13 @@ def register(app: Dash, data: CityData) -> None:
         Input(ids.REPLAY, "data"),
         State(ids.REVISION, "data"),
         State(ids.RENDERED, "data"),
+        State(ids.CAMERA, "data"),
     )
     def draw(layer_id: str, metric: str | None, overlays: list[str] | None, outline: str | None,
              view: dict[str, Any], selected: str | None, area: dict[str, str] | None,
              language: str, theme: str, _tick: int | None, replay: dict[str, Any] | None,
-             revision: str | None, rendered: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+             revision: str | None, rendered: dict[str, Any] | None,
+             camera: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         """Draw the map; on a tick send only what changed.
 
         A full figure goes out when what is drawn changes shape (layer, metric,
@@ -118,11 +123,15 @@ def register(app: Dash, data: CityData) -> None:
         started = time.perf_counter()
         bbox = view.get("bbox")
         moment = replay_moment(replay, data)
+        # A full figure resets the map to its own centre and zoom (dcc.Graph does not
+        # keep the user's view across new figures), so it carries the user's camera.
+        where = camera or view
         map_view = MapView(
             hex_layer=layer_id,
             metric=metric,
             zoom=float(view.get("zoom", data.config.city.zoom)),
-            center=(float(view["center"][0]), float(view["center"][1])),
+            center=(float(where["center"][0]), float(where["center"][1])),
+            camera_zoom=float(where["zoom"]) if "zoom" in where else None,
             bbox=tuple(bbox) if bbox else None,  # type: ignore[arg-type]
             overlays=tuple(overlays or ()),
             outline=outline,

@@ -47,6 +47,8 @@ class MapView:
     metric: str | None = None
     zoom: float = 10.0
     center: tuple[float, float] = (0.0, 0.0)  # lat, lon
+    #: The camera zoom to show (the user's exact zoom); ``zoom`` picks the resolution.
+    camera_zoom: float | None = None
     bbox: BBox | None = None
     overlays: tuple[str, ...] = ()
     outline: str | None = None
@@ -328,7 +330,7 @@ def map_figure(data: CityData, view: MapView) -> tuple[dict[str, Any], HexPlan]:
             "map": {
                 "style": map_style(view.theme, settings.tile_url, settings.tile_attribution),
                 "center": {"lat": view.center[0], "lon": view.center[1]},
-                "zoom": view.zoom,
+                "zoom": view.camera_zoom if view.camera_zoom is not None else view.zoom,
                 "uirevision": view.revision,
             },
             "uirevision": view.revision,
