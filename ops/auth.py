@@ -1,0 +1,162 @@
+"""Who may do what with events: users and roles from config, secrets from the environment.
+
+Roles: ``operator`` may change events; ``viewer`` and ``exhibition`` (the wall in
+an exhibition hall) may only read. A user proves who they are with a password,
+checked against a werkzeug ``generate_password_hash`` string held in the
+environment variable the config names, or with an API token held the same way
+(sent as ``Authorization: Bearer <token>``). A browser that logged in keeps the
+user's name in the Flask session.
+
+Example::
+
+    auth = Auth(parse_users([{"name": "ops", "role": "operator",
+                              "token_env": "CITYBRAIN_OPS_TOKEN"}]))
+    auth.user_for_token(os.environ["CITYBRAIN_OPS_TOKEN"]).role   # "operator"
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from ops.settings import User
+
+log = logging.getLogger(__name__)
+
+SESSION_KEY = "citybrain_user"
+#: Where :func:`require_role` finds the :class:`Auth` of the running app.
+EXTENSION_KEY = "citybrain_auth"
+#: Shorter tokens are refused: a guessable token is worse than none.
+MIN_TOKEN_LENGTH = 16
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@functools.lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash("citybrain: not a user")
+
+
+class Auth:
+    """The configured users; secrets are looked up in ``environ`` on each use (no restart)."""
+
+    def __init__(self, users: Sequence[User], environ: Mapping[str, str] | None = None) -> None:
+        self.users = {u.name: u for u in users}
+        self._environ = environ
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user if ``password`` matches their hash, else None."""
+        from werkzeug.security import check_password_hash
+
+        user = self.users.get(name)
+        stored = self.environ.get(user.password_hash_env or "") if user else None
+        if user is None or not stored:
+            check_password_hash(_decoy_hash(), password)  # same cost whether or not the user exists
+            return None
+        try:
+            return user if check_password_hash(stored, password) else None
+        except (ValueError, TypeError):
+            log.warning("user %r: %s does not hold a werkzeug password hash",
+                        user.name, user.password_hash_env)
+            return None
+
+    def user_for_token(self, token: str) -> User | None:
+        """The user whose API token this is, else None (compared in constant time)."""
+        if not token:
+            return None
+        found = None
+        for user in self.users.values():
+            expected = self.environ.get(user.token_env) if user.token_env else None
+            if not expected:
+                continue
+            if len(expected) < MIN_TOKEN_LENGTH:
+                log.warning("user %r: token in %s is shorter than %d characters; refused",
+                            user.name, user.token_env, MIN_TOKEN_LENGTH)
+                continue
+            if hmac.compare_digest(token.encode(), expected.encode()):
+                found = user
+        return found
+
+    def user_for_request(self) -> User | None:
+        """The user of the current Flask request: bearer token first, then the session.
+
+        A request that sends an ``Authorization`` header is judged on it alone; a wrong
+        token never falls back to a browser session.
+        """
+        from flask import request, session
+
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            return self.user_for_token(token.strip()) if scheme.lower() == "bearer" else None
+        name = session.get(SESSION_KEY)
+        return self.users.get(name) if isinstance(name, str) else None
+
+    def login(self, user: User) -> None:
+        """Remember ``user`` in the Flask session (the app needs a ``SECRET_KEY``)."""
+        from flask import session
+
+        session.clear()  # a fresh session on login: no fixation of an earlier one
+        session[SESSION_KEY] = user.name
+
+    def logout(self) -> None:
+        from flask import session
+
+        session.pop(SESSION_KEY, None)
+
+
+def _deny(status: int, message: str) -> Any:
+    from flask import jsonify
+
+    response = jsonify({"error": message, "status": status})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="citybrain"'
+    return response
+
+
+def require_role(*roles: str) -> Callable[[F], F]:
+    """Flask view decorator: 401 without a known user, 403 when their role is not in ``roles``.
+
+    The user is put in ``flask.g.citybrain_user`` for the view. The app's
+    :class:`Auth` is ``app.extensions["citybrain_auth"]`` (the events blueprint
+    installs it); without one, nobody is let in.
+
+    >>> @bp.post("/thing")                      # doctest: +SKIP
+    ... @require_role("operator")
+    ... def change_thing(): ...
+    """
+    allowed = frozenset(roles)
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            from flask import current_app, g
+
+            auth = current_app.extensions.get(EXTENSION_KEY)
+            user = auth.user_for_request() if isinstance(auth, Auth) else None
+            if user is None:
+                return _deny(401, "authentication required: send 'Authorization: Bearer "
+                                  "<token>' or log in")
+            if user.role not in allowed:
+                return _deny(403, f"role {user.role!r} may not do this; "
+                                  f"allowed roles: {', '.join(sorted(allowed))}")
+            g.citybrain_user = user
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    return decorator
+
+
+__all__ = ["Auth", "MIN_TOKEN_LENGTH", "SESSION_KEY", "require_role"]
