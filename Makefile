@@ -4,7 +4,7 @@
 demo: setup
 	.venv/bin/python app.py
 
-test: setup-test
+test: setup-test lint
 	.venv/bin/python -m pytest -q
 
 setup:
@@ -15,7 +15,7 @@ setup-test:
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy app.py core data layers callbacks
+	.venv/bin/mypy app.py core data layers callbacks ops
 
 bench: setup-test
 	.venv/bin/python bench/first_map.py

@@ -63,7 +63,7 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
     app = Dash(
         __name__,
         title="城市大脑 citybrain",
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # None is documented: no "Updating…"
         serve_locally=True,
         compress=True,  # gzip: map figures are JSON and shrink several-fold
         assets_folder=os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets"),
@@ -76,9 +76,48 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
     register_all(app, data)
     engine = IngestEngine(data)
     app.server.extensions["citybrain_ingest"] = engine
+    if config.events is not None:
+        attach_event_pipeline(app, data, engine)
     if start_ingest and data.streaming_sources():
         engine.start()
     return app
+
+
+def attach_event_pipeline(app: Dash, data: Any, engine: Any) -> Any:
+    """Feed every government ``requests`` source into the event pipeline and serve its API.
+
+    Intake runs now and after every ingest round that brought new data; supervision
+    (overdue → escalation) at most once a minute. Sessions need ``CITYBRAIN_SECRET_KEY``.
+    """
+    import secrets
+    import time as _time
+
+    from ops.api import register_events_api
+    from ops.pipeline import EventPipeline
+
+    pipeline = EventPipeline(data.config.events, data.config.users)
+    pipeline.clock = lambda: data.clock.now().to_pydatetime()  # SLAs run on city time
+    secret = os.environ.get("CITYBRAIN_SECRET_KEY")
+    if not secret:
+        log.warning("CITYBRAIN_SECRET_KEY is not set: operator sign-in lasts only as long "
+                    "as this process")
+        secret = secrets.token_hex(32)
+    app.server.secret_key = secret
+    register_events_api(app.server, pipeline)
+    app.server.extensions["citybrain_events"] = pipeline
+    pipeline.ingest_city(data)
+    pipeline.supervise()
+    last_supervised = [_time.monotonic()]
+
+    def after_round(changed: bool) -> None:
+        if changed:
+            pipeline.ingest_city(data)
+        if _time.monotonic() - last_supervised[0] >= 60:
+            last_supervised[0] = _time.monotonic()
+            pipeline.supervise()
+
+    engine.after_round.append(after_round)
+    return pipeline
 
 
 def __getattr__(name: str) -> Any:

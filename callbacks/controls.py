@@ -154,7 +154,8 @@ def register(app: Dash, data: CityData) -> None:
             name = district
         else:
             return skip
-        bounds = data.boundary(level).bounds(name) if data.boundary(level) else None
+        boundary = data.boundary(level)
+        bounds = boundary.bounds(name) if boundary is not None else None
         if bounds is None:
             return skip
         zoom, center = fit_view(bounds)

@@ -6,9 +6,8 @@ import json
 import time
 from typing import Any
 
-import pandas as pd
-
 import h3.api.basic_int as h3i
+import pandas as pd
 from dash import Dash, Input, Output, State, ctx, html, no_update
 
 from callbacks import ids
@@ -147,11 +146,12 @@ def register(app: Dash, data: CityData) -> None:
         stale = moment is None and data.layer_stale(layer_id)
         tick_only = ctx.triggered_id in (ids.TICK, ids.REPLAY) and rendered is not None \
             and rendered.get("structure") == structure
-        if tick_only and moment is None and rendered.get("version") == data.version \
+        if tick_only and rendered is not None and moment is None and rendered.get("version") == data.version \
                 and rendered.get("stale") == stale and rendered.get("moment") is None:
             return no_update, no_update, no_update
         try:
             if tick_only:
+                assert rendered is not None
                 plan = plan_hexes(data, map_view)
                 if plan.mode == "hex" and plan.grid_key() == rendered.get("grid"):
                     figure = value_patch(plan, rendered["hex_index"], layer_id, stale)
@@ -164,7 +164,7 @@ def register(app: Dash, data: CityData) -> None:
         if isinstance(figure, dict):
             hex_index = next(i for i, t in enumerate(figure["data"]) if t.get("uid") == "hexes")
         else:
-            hex_index = rendered["hex_index"] if rendered else 0
+            hex_index = rendered["hex_index"] if rendered is not None else 0
         state = {"structure": structure, "grid": plan.grid_key() if plan.mode == "hex" else None,
                  "hex_index": hex_index, "version": data.version, "stale": stale,
                  "moment": None if moment is None else moment.isoformat()}
@@ -179,6 +179,9 @@ def register(app: Dash, data: CityData) -> None:
         else:
             count = drawn = 0 if plan.points is None else len(plan.points)
             text = f"{count:,} {t('map.points', language)}"
+        data_attributes: dict[str, Any] = {  # stable hooks for tests and wall scripts
+            "data-count": str(count), "data-drawn": str(drawn), "data-mode": plan.mode,
+            "data-res": str(plan.res)}
         zone = data.config.city.timezone
         if moment is None:
             when = data.clock.now().tz_convert(zone).strftime("%m-%d %H:%M")
@@ -191,9 +194,7 @@ def register(app: Dash, data: CityData) -> None:
         chips = [
             live,
             html.Span(f"{t('map.resolution', language)} {plan.res}", className="cb-chip"),
-            html.Span(text, className="cb-chip", id="map-count",
-                      **{"data-count": str(count), "data-drawn": str(drawn),
-                         "data-mode": plan.mode, "data-res": str(plan.res)}),
+            html.Span(text, className="cb-chip", id="map-count", **data_attributes),
             html.Span(f"{elapsed_ms:.0f} ms", className="cb-chip cb-muted"),
         ]
         if plan.mode == "hex" and plan.values.empty:

@@ -187,6 +187,9 @@ class CityConfig:
     sources: tuple[Source, ...]
     attributions: tuple[str, ...]
     path: Path | None = None
+    #: The event pipeline (ops.settings.EventsSettings) and its users; None: no pipeline.
+    events: Any = None
+    users: tuple[Any, ...] = ()
 
     def sources_for(self, layer: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if s.layer == layer)
@@ -356,7 +359,8 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
 
 def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
     """Validate a parsed TOML document; paths resolve against ``base_dir``."""
-    _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources"})
+    _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
+                                "events", "users"})
     city_table = _require("config", raw, "city")
     sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
     names = [s.name for s in sources]
@@ -368,6 +372,12 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
 
         check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
     attributions = tuple(str(a) for a in city_table.get("attributions", []))
+    events = users = None
+    if "events" in raw or "users" in raw:
+        from ops.settings import parse_events_settings, parse_users
+
+        events = parse_events_settings(raw.get("events", {}), base_dir) if "events" in raw else None
+        users = parse_users(raw.get("users", []))
     return CityConfig(
         city=_parse_city(city_table),
         map=_parse_map(raw.get("map", {})),
@@ -377,6 +387,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
         sources=sources,
         attributions=attributions,
         path=path,
+        events=events,
+        users=users or (),
     )
 
 

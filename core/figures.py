@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from core.hexes import cells_geojson, cell_ring, gc_paused, resolution_for_zoom, to_hex
+from core.hexes import cell_ring, cells_geojson, gc_paused, resolution_for_zoom, to_hex
 from core.i18n import pick, t
 from core.live import ADDITIVE
 from core.pipeline import CityData, cells_in_view

@@ -100,7 +100,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def cells_geojson(cells: Sequence[int]) -> dict[str, object]:
+def cells_geojson(cells: Sequence[int] | NDArray[np.int64]) -> dict[str, object]:
     """A GeoJSON FeatureCollection of cell outlines, feature ids = hex cell ids."""
     with gc_paused():
         features = [

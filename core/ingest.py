@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from core.pipeline import CityData
 
@@ -28,6 +29,8 @@ class IngestEngine:
         self._thread: threading.Thread | None = None
         self._last_reload = time.monotonic()
         self.rounds = 0
+        #: Called after every round with whether the data changed (e.g. event intake).
+        self.after_round: list[Callable[[bool], None]] = []
 
     def step(self) -> bool:
         """One ingest round; True when the city's data changed."""
@@ -43,7 +46,13 @@ class IngestEngine:
                     self.data.refresh_source(source, incremental=True)
         self.data.expire()
         self.rounds += 1
-        return self.data.version != before
+        changed = self.data.version != before
+        for hook in self.after_round:
+            try:
+                hook(changed)
+            except Exception:  # a hook's failure must not stop ingest
+                log.exception("after-round hook failed")
+        return changed
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -33,7 +33,6 @@ from core.hexes import index_points
 from data.crs import to_wgs84
 
 if TYPE_CHECKING:
-    import geopandas as gpd
 
     from core.config import Source
     from layers.base import Role
@@ -111,6 +110,9 @@ class AdapterBase:
         self.source = source
         self.context = context
         self.role = LAYERS[source.layer].roles[source.role]
+
+    def snapshot(self) -> Batch:
+        raise NotImplementedError
 
     def normalise(self, raw: pd.DataFrame) -> Batch:
         # In a stream, a repeated id is a newer version (a device's next report), not

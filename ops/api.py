@@ -18,7 +18,6 @@ as markup.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -160,7 +159,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         events = pipeline.events(status=_statuses(request.args.get("status")),
                                  department=department, cell=cell,
                                  limit=_limit(request.args.get("limit")))
-        now = datetime.now(UTC)
+        now = pipeline.now()
         return jsonify([e.as_dict(now) for e in events])
 
     @api.get("/stats")
@@ -172,7 +171,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     @require_role(*READ_ROLES)
     def event_detail(event_id: int) -> Any:
         event, reports, audit = pipeline.detail(event_id)
-        return jsonify({"event": event.as_dict(datetime.now(UTC)),
+        return jsonify({"event": event.as_dict(pipeline.now()),
                         "reports": [r.as_dict() for r in reports],
                         "audit": [a.as_dict() for a in audit]})
 
@@ -184,7 +183,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         event = pipeline.transition(event_id, body["to"], actor=user.name, role=user.role,
                                     department=body["department"], note=body["note"],
                                     expected_version=body["expected_version"])
-        return jsonify(event.as_dict(datetime.now(UTC)))
+        return jsonify(event.as_dict(pipeline.now()))
 
     @api.post("/login")
     def login() -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -70,6 +70,8 @@ class EventPipeline:
         self.policy = Policy.from_settings(settings)
         self.store = store if store is not None else open_store(settings)
         self.auth = Auth(users)
+        #: Returns "now" for SLAs; the app attaches the city clock (see app.py).
+        self.clock: Callable[[], datetime] | None = None
 
     # ------------------------------------------------------------------ intake
     def ingest(self, frame: pd.DataFrame) -> IngestResult:
@@ -100,7 +102,7 @@ class EventPipeline:
         if role not in CHANGE_ROLES:
             raise PermissionDenied(actor, role)
         change = partial(apply_transition, to=to, actor=actor, role=role,
-                         now=now or datetime.now(UTC), department=department, note=note,
+                         now=now or self.now(), department=department, note=note,
                          route=self.policy.route)
         return self.store.update(event_id, change, expected_version)
 
@@ -121,6 +123,10 @@ class EventPipeline:
         return applied
 
     # ------------------------------------------------------------------ reads
+    def now(self) -> datetime:
+        """The time SLAs are judged at: the city clock when attached, else wall time."""
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
     def get(self, event_id: int) -> Event:
         return self.store.get(event_id)
 
@@ -133,7 +139,7 @@ class EventPipeline:
 
     def stats(self, now: datetime | None = None) -> dict[str, Any]:
         """Counts by status, open/overdue, department queues, overdue list, time to close."""
-        return summary(self.store.all_events(), now or datetime.now(UTC))
+        return summary(self.store.all_events(), now or self.now())
 
     def close(self) -> None:
         self.store.close()

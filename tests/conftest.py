@@ -46,20 +46,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _private_events(config, tmp_path_factory):
+    """The config with its event store in a temporary folder (tests never touch var/)."""
+    import dataclasses
+
+    if config.events is None:
+        return config
+    path = tmp_path_factory.mktemp("events") / "events.sqlite3"
+    return dataclasses.replace(config, events=dataclasses.replace(config.events, path=path))
+
+
 @pytest.fixture(scope="session")
-def demo_config():
+def demo_config(tmp_path_factory):
     """The demo city as a snapshot (every source read once): deterministic counts."""
     from core.config import SNAPSHOT_CONFIG, load_config
 
-    return load_config(SNAPSHOT_CONFIG)
+    return _private_events(load_config(SNAPSHOT_CONFIG), tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def live_config():
+def live_config(tmp_path_factory):
     """The live demo city (replays and simulated telemetry on an accelerated clock)."""
     from core.config import load_config
 
-    return load_config()
+    return _private_events(load_config(), tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

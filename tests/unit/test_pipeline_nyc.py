@@ -30,7 +30,7 @@ def _cells(lat: pd.Series, lon: pd.Series, res: int) -> pd.Series:
     exactly; a point near a cell edge can lie outside its res-10 cell's parent.
     """
     return pd.Series([h3.cell_to_parent(h3.latlng_to_cell(a, b, 10), res)
-                      for a, b in zip(lat, lon)], index=lat.index)
+                      for a, b in zip(lat, lon, strict=False)], index=lat.index)
 
 
 def _as_hex(series: pd.Series) -> dict[str, float]:
@@ -74,7 +74,7 @@ def test_population_is_apportioned_by_area_of_overlap(demo_data) -> None:
     # and not by centroid: a centroid assignment would give a visibly different answer
     centroids = t.to_crs("EPSG:4326").representative_point()
     by_centroid = t.assign(cell=[h3.latlng_to_cell(a, b, res) for a, b in
-                                 zip(centroids.y, centroids.x)]).groupby("cell")[
+                                 zip(centroids.y, centroids.x, strict=False)]).groupby("cell")[
         "population"].sum()
     assert any(abs(by_centroid.get(c, 0) - v) > 100 for c, v in expected.items())
 
