@@ -8,8 +8,9 @@ from core.pipeline import CityData
 
 
 def register_all(app: Dash, data: CityData) -> None:
-    from callbacks import controls, map, panels
+    from callbacks import controls, map, panels, tour
 
     controls.register(app, data)
     map.register(app, data)
     panels.register(app, data)
+    tour.register(app, data)

@@ -11,6 +11,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, no_update
 
 from callbacks import ids
 from callbacks.map import replay_moment
+from callbacks.tour import query_flag
 from core.i18n import pick, t
 from core.layout import layer_options, overlay_options
 from core.pipeline import CityData
@@ -63,10 +64,13 @@ def register(app: Dash, data: CityData) -> None:
         Output(ids.THEME_BUTTON, "children"),
         Input(ids.THEME, "data"),
         Input(ids.LANGUAGE, "data"),
+        Input(ids.URL, "search"),
     )
-    def apply_theme(theme: str, language: str) -> tuple[str, str]:
+    def apply_theme(theme: str, language: str, search: str | None) -> tuple[str, str]:
+        """Theme class; ``?wall=1`` also hides the side panels (a wall has no mouse)."""
         other = "theme.light" if theme == "dark" else "theme.dark"
-        return f"cb-root theme-{theme}", t(other, language)
+        wall = " cb-wall" if query_flag(search, "wall") else ""
+        return f"cb-root theme-{theme}{wall}", t(other, language)
 
     @app.callback(
         Output({"type": ids.LABELS, "key": ALL}, "children"),

@@ -47,3 +47,9 @@ HISTORY_SLIDER = "slider-history"
 REPLAY_SPEED = "dropdown-replay-speed"
 REPLAY_PLAY = "button-replay-play"
 REPLAY_LIVE = "button-replay-live"
+
+# exhibition tour and wall mode (?tour=1, ?wall=1)
+URL = "url"
+TOUR = "store-tour"
+TOUR_TICK = "interval-tour"
+TOUR_CAPTION = "tour-caption"

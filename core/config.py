@@ -137,6 +137,20 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class TourStep:
+    """One stop of the exhibition tour: what to show, for how long, and what to say."""
+
+    layer: str
+    seconds: float
+    caption_zh: str
+    caption_en: str
+    metric: str | None = None
+    #: Drill to this unit of the top boundary level (None: the whole city).
+    district: str | None = None
+    overlays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Boundary:
     """One level of administrative boundaries (e.g. borough, then neighbourhood)."""
 
@@ -190,6 +204,8 @@ class CityConfig:
     #: The event pipeline (ops.settings.EventsSettings) and its users; None: no pipeline.
     events: Any = None
     users: tuple[Any, ...] = ()
+    #: The self-running exhibition tour (``?tour=1``); empty: none configured.
+    tour: tuple[TourStep, ...] = ()
 
     def sources_for(self, layer: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if s.layer == layer)
@@ -290,6 +306,43 @@ def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
     )
 
 
+_TOUR_KEYS = {"layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en"}
+
+
+def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
+    from layers import LAYERS
+
+    if not isinstance(steps, list):
+        raise ConfigError("[[tour]]: expected an array of tables")
+    out = []
+    for index, step in enumerate(steps):
+        where = f"[[tour]] #{index + 1}"
+        _check_keys(where, step, _TOUR_KEYS)
+        layer = _choice(f"{where}.layer", _require(where, step, "layer"), list(LAYERS), "layer")
+        metric = step.get("metric")
+        if metric is not None:
+            try:
+                LAYERS[layer].metric(str(metric), ())
+            except KeyError:
+                if not str(metric).count(":"):  # per-source metrics are checked at run time
+                    raise ConfigError(f"{where}.metric: unknown metric {metric!r} for layer "
+                                      f"{layer!r}") from None
+        overlays = tuple(str(o) for o in step.get("overlays", []))
+        for overlay in overlays:
+            _choice(f"{where}.overlays", overlay, list(LAYERS), "layer")
+        caption_en = str(step.get("caption_en", ""))
+        out.append(TourStep(
+            layer=layer,
+            metric=None if metric is None else str(metric),
+            district=None if step.get("district") is None else str(step["district"]),
+            overlays=overlays,
+            seconds=parse_duration(f"{where}.seconds", step.get("seconds", 20)),
+            caption_zh=str(step.get("caption_zh", caption_en)),
+            caption_en=caption_en,
+        ))
+    return tuple(out)
+
+
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
     where = f"[[boundaries]] #{index + 1}"
     _check_keys(where, table, _BOUNDARY_KEYS)
@@ -360,7 +413,7 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
 def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
     """Validate a parsed TOML document; paths resolve against ``base_dir``."""
     _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
-                                "events", "users"})
+                                "events", "users", "tour"})
     city_table = _require("config", raw, "city")
     sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
     names = [s.name for s in sources]
@@ -389,6 +442,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
         path=path,
         events=events,
         users=users or (),
+        tour=_parse_tour(raw.get("tour", [])),
     )
 
 

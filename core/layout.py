@@ -13,6 +13,7 @@ from typing import Any
 from dash import dcc, html
 
 from callbacks import ids
+from callbacks.tour import caption_component, tour_components
 from core.config import CityConfig
 from core.i18n import pick, t
 from core.pipeline import CityData
@@ -84,6 +85,7 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
             dcc.Store(id=ids.AREA, data=None),
             dcc.Store(id=ids.REVISION, data="city"),
             dcc.Store(id=ids.RENDERED, data=None),
+            *tour_components(),
             dcc.Store(id=ids.REPLAY, data=None),
             html.Header(className="cb-header", children=[
                 html.Div(className="cb-brand", children=[
@@ -128,6 +130,7 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
                 ]),
                 html.Section(className="cb-map-wrap", children=[
                     html.Div(id=ids.STALE_BANNER, className="cb-stale-banner", role="alert"),
+                    caption_component(),
                     dcc.Graph(id=ids.MAP, className="cb-map",
                               config={"displaylogo": False, "scrollZoom": True,
                                       "showSendToCloud": False,
