@@ -17,7 +17,7 @@ ESTABLISHMENTS = Role(
 
 LAYER = Layer(
     id="enterprises",
-    title_zh="企",
+    title_zh="企业",
     title_en="Enterprises",
     symbol="企",
     roles={"establishments": ESTABLISHMENTS},

@@ -52,7 +52,7 @@ SERVICE_POINTS = Role(
 
 LAYER = Layer(
     id="government",
-    title_zh="政",
+    title_zh="政务",
     title_en="Government",
     symbol="政",
     roles={"requests": REQUESTS, "service_points": SERVICE_POINTS},

@@ -34,7 +34,7 @@ def _per_source(source: Source) -> Sequence[Metric]:
 
 LAYER = Layer(
     id="land",
-    title_zh="地",
+    title_zh="土地",
     title_en="Land",
     symbol="地",
     roles={"units": UNITS},

@@ -25,7 +25,7 @@ MOBILITY = Role(
 
 LAYER = Layer(
     id="people",
-    title_zh="人",
+    title_zh="人口",
     title_en="People",
     symbol="人",
     roles={"population": POPULATION, "mobility": MOBILITY},

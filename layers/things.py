@@ -19,7 +19,7 @@ DEVICES = Role(
 
 LAYER = Layer(
     id="things",
-    title_zh="物",
+    title_zh="城市部件",
     title_en="Things",
     symbol="物",
     roles={"devices": DEVICES},
