@@ -50,6 +50,9 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
 
     With streaming sources, the ingest engine starts (one per process) unless
     ``start_ingest`` is False; it is at ``app.server.extensions["citybrain_ingest"]``.
+    When the config shares live state through Redis (see core.shared), only the
+    elected process ingests and the others replicate its changes; with
+    ``start_ingest`` False this process only follows.
     """
     from callbacks import register_all
     from core.api import register_api
@@ -57,9 +60,11 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
     from core.ingest import IngestEngine
     from core.layout import build_layout
     from core.pipeline import CityData
+    from core.shared import open_shared
 
     config = config or load_config()
-    data = CityData.load(config)
+    shared = open_shared(config)  # None unless several workers share the live state
+    data = shared.open_city() if shared is not None else CityData.load(config)
     app = Dash(
         __name__,
         title="城市大脑 citybrain",
@@ -76,9 +81,13 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
     register_all(app, data)
     engine = IngestEngine(data)
     app.server.extensions["citybrain_ingest"] = engine
-    if config.events is not None:
-        attach_event_pipeline(app, data, engine)
-    if start_ingest and data.streaming_sources():
+    pipeline = attach_event_pipeline(app, data, engine) if config.events is not None else None
+    if config.ops is not None:
+        attach_vital_signs(app, data, engine, pipeline)
+    if shared is not None:
+        app.server.extensions["citybrain_shared"] = shared
+        shared.start(engine, lead=start_ingest)
+    elif start_ingest and data.streaming_sources():
         engine.start()
     return app
 
@@ -118,6 +127,42 @@ def attach_event_pipeline(app: Dash, data: Any, engine: Any) -> Any:
 
     engine.after_round.append(after_round)
     return pipeline
+
+
+def attach_vital_signs(app: Dash, data: Any, engine: Any, pipeline: Any) -> Any:
+    """Evaluate indicators and warning rules after ingest rounds and serve their API.
+
+    Alerts are evaluated whether or not a page is open; acknowledging one needs the
+    operator role (when the city has users), like changing an event.
+    """
+    import time as _time
+
+    from ops.signs_api import VitalSigns, create_signs_blueprint
+
+    signs = VitalSigns.from_config(data, data.config.ops)
+
+    def current_user() -> Any:
+        return None if pipeline is None else pipeline.auth.user_for_request()
+
+    def authorize() -> bool:
+        user = current_user()
+        return user is not None and user.role == "operator"
+
+    def actor() -> str:
+        user = current_user()
+        return "anonymous" if user is None else str(user.name)
+
+    app.server.register_blueprint(create_signs_blueprint(signs, authorize, actor))
+    app.server.extensions["citybrain_signs"] = signs
+    last = [0.0]
+
+    def after_round(_changed: bool) -> None:
+        if _time.monotonic() - last[0] >= data.config.live.refresh:
+            last[0] = _time.monotonic()
+            signs.refresh()
+
+    engine.after_round.append(after_round)
+    return signs
 
 
 def __getattr__(name: str) -> Any:

@@ -114,6 +114,9 @@ class CacheSettings:
     default_timeout: int = 300
     #: Where derived data (cell apportionments) is cached on disk.
     directory: str = ".cache/citybrain"
+    #: Prefix of every Redis key (cache entries and shared live state), so that
+    #: several deployments can share one Redis.
+    key_prefix: str = "citybrain:"
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,10 @@ class LiveSettings:
     max_rows: int = 500_000
     #: Freshness threshold for streaming sources without their own ``stale_after``.
     stale_after: float = 60.0
+    #: How several worker processes share the live state (see core.shared): "redis"
+    #: (one process ingests, the others replicate), "off" (each process on its own),
+    #: or "auto" (redis when the cache is RedisCache).
+    shared: Literal["auto", "off", "redis"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,8 @@ class CityConfig:
     users: tuple[Any, ...] = ()
     #: The self-running exhibition tour (``?tour=1``); empty: none configured.
     tour: tuple[TourStep, ...] = ()
+    #: Vital-sign indicators and early-warning rules (ops.ops_settings.OpsSettings).
+    ops: Any = None
 
     def sources_for(self, layer: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if s.layer == layer)
@@ -214,7 +223,7 @@ class CityConfig:
 _CITY_KEYS = {"name", "name_zh", "center", "zoom", "timezone", "language", "theme", "attributions"}
 _MAP_KEYS = {"base_res", "res_by_zoom", "points_zoom", "max_hexes", "max_points", "tile_url",
              "tile_attribution"}
-_CACHE_KEYS = {"type", "redis_url_env", "default_timeout", "directory"}
+_CACHE_KEYS = {"type", "redis_url_env", "default_timeout", "directory", "key_prefix"}
 _BOUNDARY_KEYS = {"path", "name_field", "level", "title_zh", "title_en", "id_field", "parent_field"}
 #: Keys every source may have, whatever its adapter and layer.
 SOURCE_COMMON_KEYS = frozenset({
@@ -222,7 +231,8 @@ SOURCE_COMMON_KEYS = frozenset({
     "simulated", "stale_after", "window", "max_rows",
 })
 _LIVE_KEYS = {"speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
-              "stale_after"}
+              "stale_after", "shared"}
+SHARED_MODES = ("auto", "off", "redis")
 
 
 def _parse_city(table: Mapping[str, Any]) -> CityInfo:
@@ -283,6 +293,7 @@ def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
         redis_url_env=str(table.get("redis_url_env", defaults.redis_url_env)),
         default_timeout=int(table.get("default_timeout", defaults.default_timeout)),
         directory=str(table.get("directory", defaults.directory)),
+        key_prefix=str(table.get("key_prefix", defaults.key_prefix)),
     )
 
 
@@ -303,6 +314,8 @@ def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
         history=duration("history", d.history),
         max_rows=int(_number(f"{where}.max_rows", table.get("max_rows", d.max_rows), 1)),
         stale_after=duration("stale_after", d.stale_after),
+        shared=_choice(f"{where}.shared", table.get("shared", d.shared), SHARED_MODES,
+                       "sharing mode"),  # type: ignore[arg-type]
     )
 
 
@@ -341,6 +354,14 @@ def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
             caption_en=caption_en,
         ))
     return tuple(out)
+
+
+def _parse_ops(raw: Mapping[str, Any], sources: tuple[Source, ...]) -> Any:
+    if "indicators" not in raw and "rules" not in raw:
+        return None
+    from ops.ops_settings import parse_ops_settings
+
+    return parse_ops_settings(raw, sources)
 
 
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
@@ -413,7 +434,7 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
 def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
     """Validate a parsed TOML document; paths resolve against ``base_dir``."""
     _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
-                                "events", "users", "tour"})
+                                "events", "users", "tour", "indicators", "rules"})
     city_table = _require("config", raw, "city")
     sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
     names = [s.name for s in sources]
@@ -443,6 +464,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
         events=events,
         users=users or (),
         tour=_parse_tour(raw.get("tour", [])),
+        ops=_parse_ops(raw, sources),
     )
 
 

@@ -115,8 +115,8 @@ def test_users_need_a_role_and_a_secret_variable() -> None:
         parse_users([{"name": "x", "role": "viewer", "token_env": "A"}] * 2)
 
 
-def test_nyc_example_config_parses_and_routes_sensibly() -> None:
-    raw = tomllib.loads((REPO / "cities/nyc/events.example.toml").read_text(encoding="utf-8"))
+def test_nyc_config_parses_and_routes_sensibly() -> None:
+    raw = tomllib.loads((REPO / "cities/nyc/snapshot.toml").read_text(encoding="utf-8"))
     settings = parse_events_settings(raw["events"], REPO / "cities/nyc")
     users = parse_users(raw["users"])
     assert {u.role for u in users} == {"operator", "viewer", "exhibition"}
