@@ -7,6 +7,8 @@ map cannot disagree. Errors are JSON with an HTTP status, never an HTML page.
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +50,9 @@ def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None
 
 
 def health_document(data: CityData, callback_errors: dict[str, Any] | None = None,
-                    ingest_running: bool | None = None) -> dict[str, Any]:
+                    ingest_running: bool | None = None,
+                    sharing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``/api/health`` serves; ``sharing`` is this process's part in shared live state."""
     sources = [h.as_dict() for h in data.health.values()]
     rejected: dict[str, int] = {}
     for h in data.health.values():
@@ -66,7 +70,8 @@ def health_document(data: CityData, callback_errors: dict[str, Any] | None = Non
                    for layer in LAYERS},
         "clock": {"city_time": data.clock.now().isoformat(), "speed": data.clock.speed},
         "ingest": {"streaming_sources": [s.name for s in data.streaming_sources()],
-                   "running": ingest_running},
+                   "running": ingest_running,
+                   **(sharing or {"shared": None, "role": "standalone", "pid": os.getpid()})},
         "callback_errors": dict(callback_errors or {"count": 0}),
         "rows_rejected": int(sum(rejected.values())),
         "rejected_by_reason": dict(sorted(rejected.items())),
@@ -81,14 +86,22 @@ def create_blueprint() -> Blueprint:
     def _api_error(exc: ApiError) -> Any:
         return jsonify({"error": exc.message, "status": exc.status, **exc.detail}), exc.status
 
+    @api.after_request
+    def _worker(response: Any) -> Any:
+        # Which gunicorn worker answered: operators (and tests) can tell them apart.
+        response.headers["X-Citybrain-Worker"] = str(os.getpid())
+        return response
+
     @api.get("/health")
     def health() -> Any:
         from flask import current_app
 
         engine = current_app.extensions.get("citybrain_ingest")
+        shared = current_app.extensions.get("citybrain_shared")
         return jsonify(health_document(
             _data(), current_app.extensions.get("citybrain_callback_errors"),
-            None if engine is None else engine.running))
+            None if engine is None else engine.running,
+            None if shared is None else shared.status()))
 
     @api.get("/layers")
     def layers() -> Any:
@@ -126,9 +139,11 @@ def create_blueprint() -> Blueprint:
             raise ApiError(400, str(exc.args[0]),
                            valid_metrics=[m.name for m in LAYERS[layer_id].metrics(
                                data.config.sources)]) from None
-        payload = _cached_cells(layer_id, res, metric.name, data.version)
+        version = data.version
+        payload = _cached_cells(layer_id, res, metric.name, version, _lineage())
         response = jsonify(payload)
         response.headers["X-Citybrain-Stale"] = "1" if data.layer_stale(layer_id) else "0"
+        response.headers["X-Citybrain-Data-Version"] = str(version)
         return response
 
     @api.get("/cells/<cell_id>")
@@ -148,13 +163,26 @@ def create_blueprint() -> Blueprint:
 
 
 @CACHE.memoize()
-def _cached_cells(layer_id: str, res: int, metric_name: str, version: int) -> list[dict[str, Any]]:
-    """Memoised per data version: every worker sharing the cache serves the same payload."""
+def _cached_cells(layer_id: str, res: int, metric_name: str, version: int,
+                  lineage: str) -> list[dict[str, Any]]:
+    """Memoised per data version: every worker sharing the cache serves the same payload.
+
+    ``lineage`` says whose versions these are: the shared live state's session when
+    workers replicate one log (so they share entries), else this app alone (so a
+    Redis cache never hands one process's version 7 to another, or to a restart).
+    """
     return layer_cells(_data(), layer_id, res, metric_name)
+
+
+def _lineage() -> str:
+    from flask import current_app
+
+    return str(current_app.extensions["citybrain_lineage"])
 
 
 def register_api(server: Flask, data: CityData) -> None:
     server.extensions["citybrain"] = data
+    server.extensions["citybrain_lineage"] = getattr(data, "lineage", None) or uuid.uuid4().hex
     server.register_blueprint(create_blueprint())
 
 
