@@ -180,8 +180,21 @@ def parse_times(raw: pd.Series, timezone: str) -> pd.Series:
         return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
     else:
         text = raw.astype("string").str.strip()
-        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
-        if parsed.dtype == object:  # mixed offsets: let pandas put everything in UTC
+        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
+        if has_offset.any() and not has_offset.all():
+            # Some values carry an offset, some do not: each kind parsed on its own terms
+            # (pandas refuses one column with mixed offsets and naive values).
+            aware = pd.to_datetime(text.where(has_offset), errors="coerce", format="mixed",
+                                   utc=True)
+            naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format="mixed")
+            naive = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+            return aware.where(has_offset, naive.dt.tz_convert("UTC")).astype(
+                "datetime64[ns, UTC]")
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
+        except ValueError:  # pandas >= 3 refuses mixed offsets instead of returning objects
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+        if parsed.dtype == object:  # pandas < 3: mixed offsets came back as objects
             parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")

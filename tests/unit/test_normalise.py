@@ -109,3 +109,13 @@ def test_request_state_columns(tmp_path: Path) -> None:
     assert frame["is_open"].tolist() == [False, False, True]
     assert frame["hours_to_close"].iloc[0] == pytest.approx(2.5)
     assert np.isnan(frame["hours_to_close"].iloc[1])
+
+
+def test_mixed_offsets_in_one_time_column(tmp_path: Path) -> None:
+    raw = pd.DataFrame({"id": ["1", "2", "3"],
+                        "t": ["2024-01-01T10:00:00Z", "2024-01-01T18:00:00+08:00",
+                              "2024-07-01 06:00"],  # naive: the city's zone (EDT here)
+                        "lat": [40.7] * 3, "lon": [-74.0] * 3, "kind": ["a"] * 3})
+    frame = _run(tmp_path, raw).frame
+    assert frame["time"].tolist() == [pd.Timestamp("2024-01-01 10:00", tz="UTC")] * 2 + [
+        pd.Timestamp("2024-07-01 10:00", tz="UTC")]
