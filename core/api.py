@@ -141,6 +141,10 @@ def create_blueprint() -> Blueprint:
                                data.config.sources)]) from None
         version = data.version
         payload = _cached_cells(layer_id, res, metric.name, version, _lineage())
+        if data.version != version:
+            # The data moved on while computing: the body may be newer than its key says.
+            CACHE.delete_memoized(_cached_cells, layer_id, res, metric.name, version, _lineage())
+            version = data.version
         response = jsonify(payload)
         response.headers["X-Citybrain-Stale"] = "1" if data.layer_stale(layer_id) else "0"
         response.headers["X-Citybrain-Data-Version"] = str(version)

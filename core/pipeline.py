@@ -208,10 +208,13 @@ class CityData:
             else:
                 health.rejected.update(batch.rejected)
             live = self._live.get(source.name)
+            expired_only = False
             if live is not None:
                 delta = live.add(frame, self.clock.now())
                 self._totals[source.name].apply(delta)
                 health.rows_loaded = len(live.current)
+                # No new rows, but rows aged out: still a new version of the data.
+                expired_only = not len(frame) and not delta.empty
             elif batch.replace or source.name not in self._frames:
                 self._frames[source.name] = frame
             elif len(frame):
@@ -226,6 +229,7 @@ class CityData:
             health.last_error = None
             if len(frame) or (batch.replace and live is None):
                 health.last_data = now
+            if len(frame) or (batch.replace and live is None) or expired_only:
                 self._source_versions[source.name] += 1
                 self.version += 1
                 self._aggregates.clear()
