@@ -8,9 +8,10 @@ from core.pipeline import CityData
 
 
 def register_all(app: Dash, data: CityData) -> None:
-    from callbacks import controls, map, panels, tour
+    from callbacks import controls, map, ops, panels, tour
 
     controls.register(app, data)
     map.register(app, data)
     panels.register(app, data)
     tour.register(app, data)
+    ops.register(app, data)

@@ -40,6 +40,11 @@ SOURCES = "panel-sources"
 ATTRIBUTION = "attribution"
 TICK = "interval-tick"
 STALE_BANNER = "stale-banner"
+# element ids and attributes tests and wall scripts rely on
+MAP_COUNT = "map-count"  # data-count, data-drawn, data-mode, data-res
+PROFILE_CELL_ID = "profile-cell-id"
+AREA_NAME = "area-name"
+#: Profile values carry data-metric="<metric name>".
 LIVE_CHIP = "live-chip"
 
 # time replay
@@ -53,3 +58,34 @@ URL = "url"
 TOUR = "store-tour"
 TOUR_TICK = "interval-tour"
 TOUR_CAPTION = "tour-caption"
+
+# operations panel (callbacks/ops.py): tabs, events, sign-in
+PANEL_TABS = "tabs-panel"
+OPS_FINGERPRINT = "store-ops-fingerprint"  # cheap digest of events/alerts: changes redraw
+OPS_CHANGED = "store-ops-changed"  # bumped by an operator action: refresh at once
+SESSION_USER = "store-session-user"  # who is signed in, for display only (server re-checks)
+SELECTED_EVENT = "store-selected-event"
+QUEUE_FILTER = "store-queue-filter"  # department whose queue the event list shows
+DETAIL_KEY = "store-event-detail-key"  # what the detail pane shows (skip identical redraws)
+CELL_EVENTS = "panel-cell-events"
+EVENTS_PANEL = "panel-events"
+EVENTS_STATS = "events-stats"
+EVENTS_QUEUES = "events-queues"
+EVENTS_LIST = "events-list"
+EVENT_DETAIL = "event-detail"
+EVENT_MESSAGE = "event-message"
+LOGIN_FORM = "login-form"
+LOGIN_NAME = "input-login-name"
+LOGIN_PASSWORD = "input-login-password"
+LOGIN_BUTTON = "button-login"
+LOGOUT_BUTTON = "button-logout"
+LOGIN_STATUS = "login-status"
+EVENT_PICK = "event-pick"  # pattern: {"type": EVENT_PICK, "list": <list name>, "event": <id>}
+QUEUE_PICK = "queue-pick"  # pattern: {"type": QUEUE_PICK, "department": <name>}
+EVENT_ACTION = "event-action"  # pattern: {"type": ..., "event": <id>, "to": <status>, "version": <n>}
+EVENT_DEPARTMENT = "event-department"  # pattern: {"type": ..., "event": <id>}
+EVENT_NOTE = "event-note"  # pattern: {"type": ..., "event": <id>}
+SIGNS_PANEL = "panel-signs"
+ALERTS_PANEL = "panel-alerts"
+ALERT_ACK = "alert-ack"  # pattern: {"type": ALERT_ACK, "alert": <id>}
+ALERT_MESSAGE = "alert-message"

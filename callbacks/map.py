@@ -8,9 +8,10 @@ from typing import Any
 
 import h3.api.basic_int as h3i
 import pandas as pd
-from dash import Dash, Input, Output, State, ctx, html, no_update
+from dash import Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from callbacks import ids
+from callbacks.ops import OPS_OVERLAYS, overlay_traces
 from core.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch
 from core.hexes import from_hex, resolution_for_zoom
 from core.i18n import t
@@ -103,6 +104,7 @@ def register(app: Dash, data: CityData) -> None:
         Input(ids.THEME, "data"),
         Input(ids.TICK, "n_intervals"),
         Input(ids.REPLAY, "data"),
+        Input(ids.OPS_FINGERPRINT, "data"),
         State(ids.REVISION, "data"),
         State(ids.RENDERED, "data"),
         State(ids.CAMERA, "data"),
@@ -110,7 +112,7 @@ def register(app: Dash, data: CityData) -> None:
     def draw(layer_id: str, metric: str | None, overlays: list[str] | None, outline: str | None,
              view: dict[str, Any], selected: str | None, area: dict[str, str] | None,
              language: str, theme: str, _tick: int | None, replay: dict[str, Any] | None,
-             revision: str | None, rendered: dict[str, Any] | None,
+             _ops: Any, revision: str | None, rendered: dict[str, Any] | None,
              camera: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         """Draw the map; on a tick send only what changed.
 
@@ -143,30 +145,68 @@ def register(app: Dash, data: CityData) -> None:
         )
         structure = json.dumps([layer_id, metric, overlays, outline, view, selected, area,
                                 language, theme, revision], sort_keys=True, default=str)
+        ops_overlays = tuple(o for o in overlays or () if o in OPS_OVERLAYS)
+
+        def extras() -> list[dict[str, Any]]:
+            return overlay_traces(app.server, data, ops_overlays, language, map_view.bbox)
+
+        def with_ops(patch: Any) -> Any:
+            """``patch`` also replacing the events/alerts traces, or None if not on the map."""
+            placed = (rendered or {}).get("extra") or {}
+            traces = extras()
+            if [trace["uid"] for trace in traces] != list(placed):
+                return None
+            for trace in traces:
+                patch["data"][placed[trace["uid"]]] = trace
+            return patch
+
+        # Several inputs can change in one request (a tick and the events fingerprint).
+        changed = set(ctx.triggered_prop_ids)
+        ops_key = f"{ids.OPS_FINGERPRINT}.data"
+        same_structure = rendered is not None and rendered.get("structure") == structure
+        ops_changed = ops_key in changed and bool(ops_overlays) and same_structure
+        changed.discard(ops_key)
+        if not changed and ops_key in ctx.triggered_prop_ids:
+            # Only events or alerts changed: replace their traces alone.
+            if not ops_changed:
+                return no_update, no_update, no_update
+            patch = with_ops(Patch())
+            if patch is not None:
+                return patch, no_update, no_update
+            # (the map does not hold those traces yet: it is drawn whole below)
         stale = moment is None and data.layer_stale(layer_id)
-        tick_only = ctx.triggered_id in (ids.TICK, ids.REPLAY) and rendered is not None \
-            and rendered.get("structure") == structure
+        tick_only = bool(changed) and changed <= {f"{ids.TICK}.n_intervals", f"{ids.REPLAY}.data"} \
+            and same_structure
         if tick_only and rendered is not None and moment is None and rendered.get("version") == data.version \
                 and rendered.get("stale") == stale and rendered.get("moment") is None:
-            return no_update, no_update, no_update
+            patch = with_ops(Patch()) if ops_changed else None
+            return (no_update if patch is None else patch), no_update, no_update
         try:
             if tick_only:
                 assert rendered is not None
                 plan = plan_hexes(data, map_view)
                 if plan.mode == "hex" and plan.grid_key() == rendered.get("grid"):
-                    figure = value_patch(plan, rendered["hex_index"], layer_id, stale)
+                    figure = value_patch(plan, rendered["hex_index"], layer_id, stale, theme)
+                    if ops_changed:
+                        figure = with_ops(figure) or figure
                 else:
-                    figure, plan = map_figure(data, map_view)
+                    drawn_extra = extras()
+                    figure, plan = map_figure(data, map_view, drawn_extra)
             else:
-                figure, plan = map_figure(data, map_view)
+                drawn_extra = extras()
+                figure, plan = map_figure(data, map_view, drawn_extra)
         except KeyError:  # a metric from another layer, mid-switch: wait for the right one
             return no_update, no_update, no_update
         if isinstance(figure, dict):
             hex_index = next(i for i, t in enumerate(figure["data"]) if t.get("uid") == "hexes")
+            extra_uids = {trace["uid"] for trace in drawn_extra}
+            extra_index = {t["uid"]: i for i, t in enumerate(figure["data"])
+                           if t.get("uid") in extra_uids}
         else:
             hex_index = rendered["hex_index"] if rendered is not None else 0
+            extra_index = (rendered or {}).get("extra") or {}
         state = {"structure": structure, "grid": plan.grid_key() if plan.mode == "hex" else None,
-                 "hex_index": hex_index, "version": data.version, "stale": stale,
+                 "hex_index": hex_index, "extra": extra_index, "version": data.version, "stale": stale,
                  "moment": None if moment is None else moment.isoformat()}
         elapsed_ms = (time.perf_counter() - started) * 1000
         return figure, status_chips(plan, layer_id, language, elapsed_ms, stale, moment), state
@@ -226,6 +266,8 @@ def register(app: Dash, data: CityData) -> None:
                 return no_update  # a base-map polygon, not a cell
             return location
         if "lat" in point and "lon" in point:
+            # The cell the point is counted in: its base cell's parent (see aggregate()).
             res = resolution_for_zoom(float(view.get("zoom", 10)), settings.res_by_zoom)
-            return format(h3i.latlng_to_cell(point["lat"], point["lon"], res), "x")
+            base = h3i.latlng_to_cell(point["lat"], point["lon"], settings.base_res)
+            return format(h3i.cell_to_parent(base, min(res, settings.base_res)), "x")
         return no_update

@@ -10,6 +10,7 @@ overlays → highlights, each with a stable ``uid`` so live updates can patch th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,13 @@ def map_style(theme: str, tile_url: str = "", tile_attribution: str = "") -> dic
     return style
 
 
+def themed_scale(colours: Sequence[str], theme: str) -> list[str]:
+    """The layer's scale; on the light theme low values start pale, not near-black."""
+    if theme == "light":
+        return ["#f3efe6", *list(colours)[2:]]
+    return list(colours)
+
+
 def colorscale(colours: tuple[str, ...] | list[str]) -> list[list[Any]]:
     n = len(colours)
     return [[i / (n - 1), c] for i, c in enumerate(colours)]
@@ -187,7 +195,7 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
     unit = pick(lang, metric.unit_zh, metric.unit_en)
     title = pick(lang, metric.title_zh, metric.title_en)
     # A stale layer is never drawn as if it were live: grey, faded, and said so.
-    colours = STALE_SCALE if stale else list(layer.colorscale)
+    colours = STALE_SCALE if stale else themed_scale(layer.colorscale, view.theme)
     return {
         "type": "choroplethmap",
         "uid": "hexes",
@@ -216,7 +224,8 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
     }
 
 
-def value_patch(plan: HexPlan, hex_index: int, layer_id: str, stale: bool) -> Any:
+def value_patch(plan: HexPlan, hex_index: int, layer_id: str, stale: bool,
+                theme: str = "dark") -> Any:
     """A Patch that updates only the hexagon values (and the stale look) of a drawn map."""
     from dash import Patch
 
@@ -224,7 +233,8 @@ def value_patch(plan: HexPlan, hex_index: int, layer_id: str, stale: bool) -> An
     trace = patch["data"][hex_index]
     trace["z"] = plan.z
     trace["zmax"] = z_range(plan)
-    trace["colorscale"] = colorscale(STALE_SCALE if stale else list(LAYERS[layer_id].colorscale))
+    trace["colorscale"] = colorscale(STALE_SCALE if stale else themed_scale(
+        LAYERS[layer_id].colorscale, theme))
     trace["marker"]["opacity"] = 0.4 if stale else 0.78
     return patch
 
@@ -292,8 +302,13 @@ def base_traces(data: CityData, theme: str) -> list[dict[str, Any]]:
     ]
 
 
-def map_figure(data: CityData, view: MapView) -> tuple[dict[str, Any], HexPlan]:
-    """The whole map for a view, and the plan (resolution, counts, caps) behind it."""
+def map_figure(data: CityData, view: MapView, extra_traces: Sequence[dict[str, Any]] = ()
+               ) -> tuple[dict[str, Any], HexPlan]:
+    """The whole map for a view, and the plan (resolution, counts, caps) behind it.
+
+    ``extra_traces`` (e.g. events and alert cells, built by the caller from its own
+    state) are drawn above the overlays and below the highlights.
+    """
     settings = data.config.map
     colours = THEMES[view.theme]
     metric = data.metric(view.hex_layer, view.metric)
@@ -310,13 +325,14 @@ def map_figure(data: CityData, view: MapView) -> tuple[dict[str, Any], HexPlan]:
         traces.append(line_trace(lats, lons, colours["muted"], 0.8, "outlines"))
     budget = max(1, settings.max_points // max(1, len(view.overlays)))
     for layer_id in view.overlays:
-        layer = LAYERS[layer_id]
-        if layer.overlay == "points" and layer.overlay_role:
+        layer = LAYERS.get(layer_id)  # other overlays (events, alerts) come as extra_traces
+        if layer is not None and layer.overlay == "points" and layer.overlay_role:
             rows = data.frame(layer_id, layer.overlay_role)
             rows = points_in_view(rows, view.bbox)
             if len(rows) > budget:
                 rows = rows.iloc[:: int(np.ceil(len(rows) / budget))]
             traces.append(points_trace(rows, layer_id, view, f"overlay-{layer_id}", size=6))
+    traces.extend(extra_traces)
     if view.area is not None:
         lats, lons = data.unit_outline(*view.area)
         traces.append(line_trace(lats, lons, colours["highlight"], 2.5, "area"))

@@ -16,6 +16,7 @@ from callbacks import ids
 from callbacks.tour import caption_component, tour_components
 from core.config import CityConfig
 from core.i18n import pick, t
+from core.ops_layout import ops_stores, ops_tabs
 from core.pipeline import CityData
 from layers import LAYERS
 
@@ -39,6 +40,9 @@ def overlay_options(language: str) -> list[dict[str, Any]]:
         role = layer.roles[layer.overlay_role]
         options.append({"label": f"{layer.symbol} {pick(language, role.title_zh, role.title_en)}",
                         "value": layer.id})
+    options.append({"label": f"{LAYERS['government'].symbol} {t('overlay.events', language)}",
+                    "value": "events"})
+    options.append({"label": f"⚠ {t('overlay.alerts', language)}", "value": "alerts"})
     return options
 
 
@@ -87,6 +91,7 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
             dcc.Store(id=ids.RENDERED, data=None),
             *tour_components(),
             dcc.Store(id=ids.REPLAY, data=None),
+            *ops_stores(),
             html.Header(className="cb-header", children=[
                 html.Div(className="cb-brand", children=[
                     html.Span("城市大脑", className="cb-logo"),
@@ -138,9 +143,19 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
                               style={"height": "100%", "width": "100%"}),
                 ]),
                 html.Aside(className="cb-panel", children=[
-                    html.Div(id=ids.AREA_PANEL, className="cb-area"),
-                    html.Div(id=ids.PROFILE, className="cb-profile",
-                             children=html.P(t("panel.profile_hint", language), className="cb-hint")),
+                    dcc.Tabs(id=ids.PANEL_TABS, value="place", className="cb-tabs",
+                             content_className="cb-tab-content", children=[
+                        dcc.Tab(label=label("tab.place", language), value="place",
+                                className="cb-tab", selected_className="cb-tab-selected",
+                                children=[
+                            html.Div(id=ids.AREA_PANEL, className="cb-area"),
+                            html.Div(id=ids.PROFILE, className="cb-profile",
+                                     children=html.P(t("panel.profile_hint", language),
+                                                     className="cb-hint")),
+                            html.Div(id=ids.CELL_EVENTS, className="ops-cell-events"),
+                        ]),
+                        *ops_tabs(config, language),
+                    ]),
                 ]),
             ]),
             html.Footer(className="cb-footer", children=[

@@ -227,8 +227,9 @@ class _Defaults(dict[str, str]):
 
 def _message(rule: Rule, finding: Finding, language: str, unit: str) -> str:
     custom = rule.message_zh if language.startswith("zh") else rule.message_en
+    direction = str(finding.fields.get("direction", rule.direction))
     template = custom or _DEFAULT_MESSAGES.get(
-        (rule.kind, rule.direction), _DEFAULT_MESSAGES.get((rule.kind, "above"), ("", "")),
+        (rule.kind, direction), _DEFAULT_MESSAGES.get((rule.kind, "above"), ("", "")),
     )[0 if language.startswith("zh") else 1]
     values = _Defaults({
         "title": rule.title(language), "rule": rule.name, "key": finding.key,
@@ -296,6 +297,7 @@ def _check_threshold(rule: Rule, ctx: _Context) -> list[Finding]:
     if status not in ("warn", "alarm"):
         return []
     level = thresholds.alarm if status == "alarm" else thresholds.warn
+    fields["direction"] = thresholds.direction  # the message says "below" for a floor
     return [Finding(rule.indicator, status, value, level, fields=fields)]  # type: ignore[arg-type]
 
 

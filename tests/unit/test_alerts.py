@@ -330,3 +330,22 @@ def test_signs_and_alerts_api(tmp_path: Path) -> None:
     cleared = client.get("/api/alerts?state=cleared").get_json()["alerts"]
     assert cleared == []
     assert math.isfinite(signs.current()[0][0].value)
+
+
+def test_floor_threshold_alert_says_below() -> None:
+    from ops.alerts import Finding, _message
+    from ops.ops_settings import parse_rules
+
+    rule = parse_rules([{"name": "r", "kind": "threshold", "indicator": "x"}],
+                       (_floor_indicator(),))[0]
+    finding = Finding("x", "warn", 80.0, 93.0, fields={"direction": "below"})
+    assert "below" in _message(rule, finding, "en", "%")
+    assert "低于" in _message(rule, finding, "zh-CN", "%")
+
+
+def _floor_indicator():
+    from ops.ops_settings import parse_indicators
+
+    return parse_indicators([{"name": "x", "layer": "things", "kind": "share",
+                              "where": {"status": ["online"]},
+                              "thresholds": {"warn": 93, "direction": "below"}}])[0]
