@@ -87,7 +87,9 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
     if shared is not None:
         app.server.extensions["citybrain_shared"] = shared
         shared.start(engine, lead=start_ingest)
-    elif start_ingest and data.streaming_sources():
+    elif start_ingest and config.sources:
+        # Also for file-only cities: changed files are re-read every [live] reload
+        # seconds, and vital signs and alerts are evaluated with no page open.
         engine.start()
     return app
 

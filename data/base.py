@@ -180,6 +180,10 @@ def parse_times(raw: pd.Series, timezone: str) -> pd.Series:
         return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
     else:
         text = raw.astype("string").str.strip()
+        digits = text.dropna()
+        if len(digits) and digits.str.fullmatch(r"\d{9,13}(?:\.\d+)?").all():
+            # Epoch seconds or milliseconds that arrived as text (CSV).
+            return parse_times(pd.to_numeric(text, errors="coerce"), timezone)
         has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
         if has_offset.any() and not has_offset.all():
             # Some values carry an offset, some do not: each kind parsed on its own terms
@@ -187,7 +191,8 @@ def parse_times(raw: pd.Series, timezone: str) -> pd.Series:
             aware = pd.to_datetime(text.where(has_offset), errors="coerce", format="mixed",
                                    utc=True)
             naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format="mixed")
-            naive = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+            naive = naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool),
+                                         nonexistent="shift_forward")
             return aware.where(has_offset, naive.dt.tz_convert("UTC")).astype(
                 "datetime64[ns, UTC]")
         try:
@@ -197,7 +202,10 @@ def parse_times(raw: pd.Series, timezone: str) -> pd.Series:
         if parsed.dtype == object:  # pandas < 3: mixed offsets came back as objects
             parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     if getattr(parsed.dt, "tz", None) is None:
-        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+        # The hour that repeats when daylight saving ends is read as its first (DST)
+        # occurrence rather than refused; a clock that skips forward moves forward.
+        ambiguous = np.ones(len(parsed), dtype=bool)
+        parsed = parsed.dt.tz_localize(timezone, ambiguous=ambiguous, nonexistent="shift_forward")
     return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
@@ -266,6 +274,9 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
         ys = pd.to_numeric(raw[lat_col], errors="coerce").to_numpy(dtype=float)
         reject(np.isnan(xs) | np.isnan(ys), "unparseable coordinates")
     reject(~np.isfinite(xs) | ~np.isfinite(ys), "unparseable coordinates")
+    # Zeros are an export's placeholder for "no position" in any CRS; converted from a
+    # projected or BD-09 source they would land somewhere plausible, so check them raw.
+    reject((np.abs(xs) < 1e-9) & (np.abs(ys) < 1e-9), "coordinates at (0, 0)")
     with np.errstate(invalid="ignore"):
         lon, lat = to_wgs84(xs, ys, source.crs)
         reject((lat < -90) | (lat > 90) | (lon < -180) | (lon > 180) | ~np.isfinite(lat)

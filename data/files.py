@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from data.base import AdapterBase, Batch, SourceError
+from data.base import AdapterBase, Batch, SourceError, normalise
+from data.crs import CHINA_DATUMS
+
+if TYPE_CHECKING:
+    from core.config import Source
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +49,38 @@ class FileAdapter(AdapterBase):
         batch.cursor = path.stat().st_mtime_ns
         return batch
 
+    def normalise(self, raw: pd.DataFrame) -> Batch:
+        """Normalise; point geometries in a file that declares its CRS are reprojected first.
+
+        A GeoPackage, Shapefile (.prj) or GeoParquet says what its coordinates are, so a
+        point source needs no ``crs`` key, as an area source needs none. GCJ-02 and BD-09
+        have no code a file could declare: for those the config's ``crs`` still applies.
+        """
+        source = self.source
+        if self.role.geometry == "point" and _reads_file_geometry(raw, source):
+            raw = raw.to_crs("EPSG:4326")  # type: ignore[attr-defined]
+            source = replace(source, crs="EPSG:4326")
+        return normalise(raw, source, self.role, self.context, versions_supersede=self.streaming)
+
     def updates(self, since: Any) -> Batch:
         """A full re-read when the file changed since the cursor, else nothing."""
         path = self.source.path()
         if path.exists() and path.stat().st_mtime_ns != since:
             return self.snapshot()
         return super().updates(since)
+
+
+def _reads_file_geometry(raw: pd.DataFrame, source: Source) -> bool:
+    """True when points come from the frame's own geometry in a CRS the file declared."""
+    import geopandas as gpd
+
+    if not isinstance(raw, gpd.GeoDataFrame) or raw.crs is None or "geometry" not in raw.columns:
+        return False
+    if source.crs.upper() in CHINA_DATUMS:
+        return False
+    # The normaliser reads mapped lat/lon columns when the file has them, not the geometry.
+    fields = source.fields
+    return fields.get("lat", "lat") not in raw.columns or fields.get("lon", "lon") not in raw.columns
 
 
 class CsvAdapter(FileAdapter):

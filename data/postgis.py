@@ -487,10 +487,14 @@ class PostgisAdapter(AdapterBase):
                 computed[self._area_geometry_name()] = sql.SQL("ST_AsBinary({})").format(wgs84)
             else:
                 is_point = sql.SQL("ST_GeometryType({}) = 'ST_Point'").format(geom)
-                computed[fields.get("lat", "lat")] = sql.SQL(
-                    "CASE WHEN {} THEN ST_Y({}) END").format(is_point, wgs84)
-                computed[fields.get("lon", "lon")] = sql.SQL(
-                    "CASE WHEN {} THEN ST_X({}) END").format(is_point, wgs84)
+                # POINT(0 0) in the table's own CRS is a placeholder for "no position";
+                # reprojected it would be a spot at sea, so it is passed on as (0, 0) for
+                # the normaliser to reject. The inner CASE keeps ST_X off non-points.
+                for key, axis in (("lat", "ST_Y"), ("lon", "ST_X")):
+                    computed[fields.get(key, key)] = sql.SQL(
+                        "CASE WHEN {p} THEN (CASE WHEN ST_X({g}) = 0 AND ST_Y({g}) = 0 THEN 0 "
+                        "ELSE {axis}({w}) END) END").format(p=is_point, g=geom, w=wgs84,
+                                                             axis=sql.SQL(axis))
                 computed[GEOMETRY_TYPE_COLUMN] = sql.SQL("ST_GeometryType({})").format(geom)
             if settings.bbox is not None:
                 conditions.append(self._geometry_bbox(col(geometry), wgs84, probe, value, china))

@@ -161,9 +161,11 @@ def forecast(series: pd.Series, steps: int, *, season: int | None = None, level:
     else:
         spec = {"trend": None}
         model_name = "ETS(A,N,N)"
-    try:
-        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+    # Imported outside the try: a missing statsmodels is an install error to see,
+    # not a reason to quietly answer with a naive forecast.
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
+    try:
         endog = pd.Series(values.to_numpy(), index=pd.RangeIndex(len(values)))
         with warnings.catch_warnings():
             # Convergence chatter on short or flat series; a bad fit is caught below.

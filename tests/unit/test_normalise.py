@@ -119,3 +119,23 @@ def test_mixed_offsets_in_one_time_column(tmp_path: Path) -> None:
     frame = _run(tmp_path, raw).frame
     assert frame["time"].tolist() == [pd.Timestamp("2024-01-01 10:00", tz="UTC")] * 2 + [
         pd.Timestamp("2024-07-01 10:00", tz="UTC")]
+
+
+def test_ambiguous_dst_hour_and_epoch_text_are_times(tmp_path: Path) -> None:
+    raw = pd.DataFrame({"id": ["1", "2"], "t": ["11/03/2024 01:30:00 AM", "11/03/2024 03:00"],
+                        "lat": [40.7] * 2, "lon": [-74.0] * 2, "kind": ["a"] * 2})
+    frame = _run(tmp_path, raw).frame
+    assert frame["time"].iloc[0] == pd.Timestamp("2024-11-03 05:30", tz="UTC")  # EDT reading
+    epoch = pd.DataFrame({"id": ["1"], "t": ["1714742100"], "lat": [40.7], "lon": [-74.0],
+                          "kind": ["a"]})
+    assert _run(tmp_path, epoch).frame["time"].item() == pd.Timestamp(1714742100, unit="s",
+                                                                      tz="UTC")
+
+
+def test_bd09_inverse_is_exact() -> None:
+    from data.crs import bd09_to_gcj02_exact
+
+    lon, lat = np.array([116.404, 121.4737]), np.array([39.915, 31.2304])
+    b_lon, b_lat = gcj02_to_bd09(lon, lat)
+    back_lon, back_lat = bd09_to_gcj02_exact(b_lon, b_lat)
+    assert np.abs(back_lon - lon).max() < 1e-9 and np.abs(back_lat - lat).max() < 1e-9
