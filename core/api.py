@@ -60,8 +60,10 @@ def health_document(data: CityData, callback_errors: dict[str, Any] | None = Non
             rejected[reason] = rejected.get(reason, 0) + int(n)
     stale_layers = [layer for layer in LAYERS if data.layer_stale(layer)]
     failing = [s["name"] for s in sources if s["last_error"]]
+    history = data.history_store
+    history_down = history is not None and not history.healthy
     return {
-        "status": "ok" if not failing and not stale_layers else "degraded",
+        "status": "ok" if not failing and not stale_layers and not history_down else "degraded",
         "city": data.config.city.name,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_version": data.version,
@@ -72,6 +74,8 @@ def health_document(data: CityData, callback_errors: dict[str, Any] | None = Non
         "ingest": {"streaming_sources": [s.name for s in data.streaming_sources()],
                    "running": ingest_running,
                    **(sharing or {"shared": None, "role": "standalone", "pid": os.getpid()})},
+        "history": {"store": "memory", "seconds": data.config.live.history} if history is None
+        else history.status(),
         "callback_errors": dict(callback_errors or {"count": 0}),
         "rows_rejected": int(sum(rejected.values())),
         "rejected_by_reason": dict(sorted(rejected.items())),

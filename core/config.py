@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,6 +142,18 @@ class LiveSettings:
     #: (one process ingests, the others replicate), "off" (each process on its own),
     #: or "auto" (redis when the cache is RedisCache).
     shared: Literal["auto", "off", "redis"] = "auto"
+    #: Where the replay history is also kept (see core.history): "memory" (only the
+    #: ``history`` above) or "postgresql" (every version, for ``history_retention``).
+    history_store: Literal["memory", "postgresql"] = "memory"
+    #: Name of the environment variable holding the history DSN (never the DSN itself).
+    history_dsn_env: str = "CITYBRAIN_HISTORY_DSN"
+    #: Table of the PostgreSQL history, optionally schema-qualified ("ops.history").
+    history_table: str = "citybrain_history"
+    #: How long PostgreSQL keeps versions (city seconds of ``received``).
+    history_retention: float = 30 * 86400.0
+    #: Rows the history writer holds while PostgreSQL is unreachable; more are dropped
+    #: (and counted in /api/health).
+    history_backlog: int = 500_000
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,8 @@ class Boundary:
     id_field: str | None = None
     #: Field holding the name of the enclosing unit one level up, for drill-down.
     parent_field: str | None = None
+    #: The file's CRS when it does not declare one (or GCJ-02 / BD-09, which no file can).
+    crs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,15 +239,21 @@ _CITY_KEYS = {"name", "name_zh", "center", "zoom", "timezone", "language", "them
 _MAP_KEYS = {"base_res", "res_by_zoom", "points_zoom", "max_hexes", "max_points", "tile_url",
              "tile_attribution"}
 _CACHE_KEYS = {"type", "redis_url_env", "default_timeout", "directory", "key_prefix"}
-_BOUNDARY_KEYS = {"path", "name_field", "level", "title_zh", "title_en", "id_field", "parent_field"}
+_BOUNDARY_KEYS = {"path", "name_field", "level", "title_zh", "title_en", "id_field", "parent_field",
+                  "crs"}
 #: Keys every source may have, whatever its adapter and layer.
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
     "simulated", "stale_after", "window", "max_rows",
 })
 _LIVE_KEYS = {"speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
-              "stale_after", "shared"}
+              "stale_after", "shared", "history_store", "history_dsn_env", "history_table",
+              "history_retention", "history_backlog"}
 SHARED_MODES = ("auto", "off", "redis")
+HISTORY_STORES = ("memory", "postgresql")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A table name, optionally schema-qualified; short enough for the index names built on it.
+_TABLE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
 def _parse_city(table: Mapping[str, Any]) -> CityInfo:
@@ -316,7 +337,39 @@ def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
         stale_after=duration("stale_after", d.stale_after),
         shared=_choice(f"{where}.shared", table.get("shared", d.shared), SHARED_MODES,
                        "sharing mode"),  # type: ignore[arg-type]
+        history_store=_choice(f"{where}.history_store", table.get("history_store", d.history_store),
+                              HISTORY_STORES, "history store"),  # type: ignore[arg-type]
+        history_dsn_env=_env_name(f"{where}.history_dsn_env",
+                                  table.get("history_dsn_env", d.history_dsn_env)),
+        history_table=_table_name(f"{where}.history_table",
+                                  table.get("history_table", d.history_table)),
+        history_retention=_positive_duration(f"{where}.history_retention",
+                                             table.get("history_retention", d.history_retention)),
+        history_backlog=int(_number(f"{where}.history_backlog",
+                                    table.get("history_backlog", d.history_backlog), 1)),
     )
+
+
+def _env_name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: expected the name of an environment variable (the DSN itself "
+                          f"never goes in the file), got {value!r}")
+    return value
+
+
+def _table_name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TABLE_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: expected a table name like 'citybrain_history' or "
+                          f"'schema.table' (letters, digits, _; at most 40 characters), "
+                          f"got {value!r}")
+    return value
+
+
+def _positive_duration(where: str, value: Any) -> float:
+    seconds = parse_duration(where, value)
+    if seconds <= 0:
+        raise ConfigError(f"{where}: must be positive, got {value!r}")
+    return seconds
 
 
 _TOUR_KEYS = {"layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en"}
@@ -367,6 +420,10 @@ def _parse_ops(raw: Mapping[str, Any], sources: tuple[Source, ...]) -> Any:
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
     where = f"[[boundaries]] #{index + 1}"
     _check_keys(where, table, _BOUNDARY_KEYS)
+    if table.get("crs") is not None:
+        from data.crs import check_crs
+
+        check_crs(f"{where}.crs", str(table["crs"]))
     level = str(table.get("level", f"level{index + 1}"))
     return Boundary(
         path=(base_dir / str(_require(where, table, "path"))).resolve(),
@@ -376,6 +433,7 @@ def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Bou
         title_en=str(table.get("title_en", level)),
         id_field=table.get("id_field"),
         parent_field=table.get("parent_field"),
+        crs=None if table.get("crs") is None else str(table["crs"]),
     )
 
 

@@ -29,6 +29,7 @@ from core.areal import apportion
 from core.clock import CityClock
 from core.config import REPO_ROOT, Boundary, CityConfig, Source
 from core.hexes import cell_area_km2, cell_centers, parents
+from core.history import HistoryError, ReplayStore, open_history, state_at
 from core.live import ADDITIVE, IncrementalTotals, LiveStore, contribution
 from data import AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import AdapterBase, empty_frame
@@ -106,6 +107,21 @@ class BoundaryLevel:
         return float(west), float(south), float(east), float(north)
 
 
+def boundary_to_wgs84(units: gpd.GeoDataFrame, crs: str | None) -> gpd.GeoDataFrame:
+    """Boundary polygons in WGS84: from the file's CRS, the configured one, or GCJ-02/BD-09."""
+    import shapely
+
+    from data.crs import CHINA_DATUMS, to_wgs84
+
+    if crs is not None and crs.upper() in CHINA_DATUMS:
+        moved = shapely.transform(units.geometry.values, lambda xy: np.column_stack(
+            to_wgs84(xy[:, 0], xy[:, 1], crs)))
+        return units.set_geometry(gpd.GeoSeries(moved, crs="EPSG:4326"), crs="EPSG:4326")
+    if units.crs is None:
+        units = units.set_crs(crs or "EPSG:4326")
+    return units.to_crs("EPSG:4326")
+
+
 class CityData:
     """All layers' normalised data for one city, and how to aggregate it."""
 
@@ -131,6 +147,9 @@ class CityData:
         self._source_versions: dict[str, int] = {s.name: 0 for s in config.sources}
         self.version = 0
         self.boundaries: tuple[BoundaryLevel, ...] = ()
+        # Every live version also goes to PostgreSQL when configured (core.history);
+        # the lambda asks whichever clock this data has (a subclass may replace it).
+        self.history_store = open_history(config.live, lambda: self.clock.now())
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -210,9 +229,14 @@ class CityData:
             live = self._live.get(source.name)
             expired_only = False
             if live is not None:
-                delta = live.add(frame, self.clock.now())
+                # On PostgreSQL's microsecond grid, so both history stores agree.
+                received = self.clock.now().floor("us")
+                delta = live.add(frame, received)
                 self._totals[source.name].apply(delta)
                 health.rows_loaded = len(live.current)
+                # With shared live state only the ingest leader writes the history.
+                if self.history_store is not None and getattr(self, "mode", None) != "follower":
+                    self.history_store.append(source.name, frame, received)
                 # No new rows, but rows aged out: still a new version of the data.
                 expired_only = not len(frame) and not delta.empty
             elif batch.replace or source.name not in self._frames:
@@ -254,7 +278,7 @@ class CityData:
     def _load_boundary(self, spec: Boundary) -> BoundaryLevel:
         units = gpd.read_file(spec.path) if spec.path.suffix.lower() not in (".parquet",) \
             else gpd.read_parquet(spec.path)
-        units = units.to_crs("EPSG:4326") if units.crs else units.set_crs("EPSG:4326")
+        units = boundary_to_wgs84(units, spec.crs)
         frame = gpd.GeoDataFrame({
             "name": units[spec.name_field].astype(str).to_numpy(),
             "id": (units[spec.id_field] if spec.id_field else units[spec.name_field])
@@ -442,15 +466,21 @@ class CityData:
         values.index.name = "cell"
         return values
 
-    def cells_at(self, layer: str, metric: Metric, res: int, moment: pd.Timestamp) -> pd.Series:
-        """Like :meth:`cells`, but with streaming sources as they were at ``moment``."""
+    def cells_at(self, layer: str, metric: Metric, res: int, moment: pd.Timestamp,
+                 using: ReplayStore = "auto") -> pd.Series:
+        """Like :meth:`cells`, but with streaming sources as they were at ``moment``.
+
+        ``using`` picks the history: ``auto`` reads PostgreSQL when configured and
+        complete for the moment, else memory (see :func:`core.history.state_at`).
+        """
         frames = []
         for source in self.config.sources:
             if source.layer != layer or source.role != metric.role or (
                     metric.source is not None and source.name != metric.source):
                 continue
             live = self._live.get(source.name)
-            rows = live.state_at(moment) if live is not None else self._frames.get(source.name)
+            rows = state_at(self.history_store, source.name, live, moment, using) \
+                if live is not None else self._frames.get(source.name)
             if rows is not None and len(rows):
                 frames.append(rows)
         if not frames:
@@ -460,6 +490,14 @@ class CityData:
     def history_span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """Earliest and latest city time the live history can replay."""
         spans = [s for s in (live.history_span() for live in self._live.values()) if s]
+        # Not while the history is down: a connect timeout would hold up the page.
+        if self.history_store is not None and self.history_store.healthy and self._live:
+            try:
+                stored = self.history_store.span(list(self._live))
+            except HistoryError as exc:
+                log.warning("history span from memory only: %s", exc)
+                stored = None
+            spans += [stored] if stored else []
         if not spans:
             return None
         return min(s[0] for s in spans), max(s[1] for s in spans)
