@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.hexes import parents
+from core.aggregate import aggregate
 from layers.base import Metric
 
 ADDITIVE = ("count", "sum", "sum_per_km2")
@@ -174,18 +174,6 @@ class IncrementalTotals:
 
 def contribution(rows: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
     """What ``rows`` add to an additive metric, per cell at ``res`` (count or sum)."""
-    if rows.empty:
-        return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
-    if metric.source is not None:
+    if metric.source is not None and len(rows):
         rows = rows.loc[(rows["source"] == metric.source).to_numpy()]
-    for column, values in metric.where:
-        rows = rows.loc[rows[column].isin(values).fillna(False).to_numpy(dtype=bool)]
-    if rows.empty:
-        return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
-    cells = pd.Series(parents(rows["cell"].to_numpy(), res), index=rows.index, name="cell")
-    if metric.agg == "count":
-        out = cells.groupby(cells).size().astype(float)
-    else:
-        out = rows[metric.column].astype(float).groupby(cells).sum()  # type: ignore[index]
-    out.index = out.index.astype(np.int64)
-    return out
+    return aggregate(rows, metric, res)

@@ -66,7 +66,6 @@ import pandas as pd
 
 from core.clock import CityClock
 from core.config import CityConfig, Source
-from core.live import IncrementalTotals, LiveStore
 from core.pipeline import CityData, SourceHealth
 from data import Batch, get_adapter_class
 
@@ -316,22 +315,11 @@ class ReplicatedCityData(CityData):
         data.boundaries = tuple(data._load_boundary(b) for b in config.boundaries)
         for source in config.sources:
             if get_adapter_class(source.adapter).streaming:
-                data._open_window(source)
+                data.open_window(source)
             else:
                 data.refresh_source(source)
         data.mode = "follower"
         return data
-
-    def _open_window(self, source: Source) -> None:
-        # As CityData.adapter() does for a streaming source, without opening the
-        # adapter (which would connect to its broker or database).
-        live = self.config.live
-        self._live[source.name] = LiveStore(
-            window=source.window or live.window, history=live.history,
-            max_rows=source.max_rows or live.max_rows)
-        self._totals[source.name] = IncrementalTotals()
-        if source.stale_after is None:
-            self.health[source.name].stale_after = live.stale_after
 
     def adapter(self, source: Source) -> Any:
         if source.name in self._live and source.name not in self._adapters:
