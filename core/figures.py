@@ -121,7 +121,9 @@ def plan_hexes(data: CityData, view: MapView) -> HexPlan:
         capped = True
     fill = 0.0 if metric.agg in ADDITIVE else np.nan
     z = values.reindex(grid, fill_value=fill).to_numpy(dtype=float)
-    decimals = max(metric.decimals, 2)
+    # Values at the metric's own precision (residents as whole people): more digits
+    # are noise that gzip cannot squeeze, and every tick resends them.
+    decimals = metric.decimals
     return HexPlan(mode="hex", res=res, values=values, grid=grid.to_numpy(dtype=np.int64),
                    z=[None if np.isnan(v) else round(float(v), decimals) for v in z],
                    capped=capped, moment=view.moment)

@@ -151,3 +151,20 @@ def test_clock_runs_at_its_speed() -> None:
     assert 500 < (clock.now() - start).total_seconds() < 1500
     with pytest.raises(ValueError):
         CityClock(speed=0)
+
+
+def test_history_log_bound_does_not_stop_ingest() -> None:
+    """Past max_rows * 4 versions the log is trimmed (it used to raise on pandas 3)."""
+    store = LiveStore(window=1e9, history=1e9, max_rows=10)
+    for step in range(8):
+        store.add(rows([f"r{step}-{i}" for i in range(10)], [step] * 10),
+                  T0 + pd.Timedelta(minutes=step))
+    assert len(store.log) <= 40 and len(store.rows()) == 10
+
+
+def test_ids_in_matches_isin() -> None:
+    from core.live import ids_in
+
+    values = pd.Series(["a", "b", None, "d"], dtype="str")
+    lookup = pd.Series(["b", "d", "x"], dtype="str")
+    assert ids_in(values, lookup).tolist() == values.isin(lookup).tolist()
