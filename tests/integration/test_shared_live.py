@@ -435,9 +435,12 @@ def check_same_answers(base: str, pids: set[int], timeout: float = 30.0) -> None
     def compared(answers: dict[int, dict[int, Any]]) -> set[int]:
         return {pid for by_pid in answers.values() if len(by_pid) > 1 for pid in by_pid}
 
+    def has_data() -> bool:  # right after start the replay may not have released rows yet
+        return any(json.loads(body) for by_pid in cells.values() for body in by_pid.values())
+
     deadline = time.monotonic() + timeout
     i = 0
-    while not (pids <= compared(cells) and pids <= compared(rows)):
+    while not (pids <= compared(cells) and pids <= compared(rows) and has_data()):
         assert time.monotonic() < deadline, (
             f"in {timeout} s, not every worker of {pids} answered at a version another did: "
             f"cells {[(v, sorted(a)) for v, a in cells.items()]}, "
@@ -457,7 +460,7 @@ def check_same_answers(base: str, pids: set[int], timeout: float = 30.0) -> None
     for by_pid in rows.values():
         assert len({json.dumps(r) for r in by_pid.values()}) == 1, \
             "two workers reported different rows for one version"
-    assert any(json.loads(body) for by_pid in cells.values() for body in by_pid.values())
+    assert has_data()
 
 
 def _toml(table: dict[str, Any]) -> str:
