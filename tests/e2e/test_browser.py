@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.e2e.mapping import GD, screen_point
+
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -32,7 +34,6 @@ LAYER_SYMBOLS = {"people": "人", "enterprises": "企", "land": "地", "things":
 #: Chromium's software GL reports performance stalls on the console; they are not app faults.
 IGNORED_CONSOLE = ("GL Driver Message (OpenGL, Performance", "GPU stall due to ReadPixels")
 
-GD = "document.querySelector('#map .js-plotly-plot')"
 JS_HEXES = f"""() => {{
     const gd = {GD};
     const trace = gd && gd.data && gd.data.find(t => t.uid === 'hexes');
@@ -190,13 +191,7 @@ def test_clicking_a_hexagon_shows_its_profile(app_page: WatchedPage, live_server
     res = int(page.locator("#map-count").get_attribute("data-res") or "0")
     served = get_json(live_server, f"/api/layers/people/cells?res={res}")
     target = max(served, key=lambda cell: cell["value"])  # a dense cell, well inside the city
-    x, y = page.evaluate(
-        f"""([lon, lat]) => {{
-            const map = {GD}._fullLayout.map._subplot.map;
-            const box = map.getContainer().getBoundingClientRect();
-            const point = map.project([lon, lat]);
-            return [box.left + point.x, box.top + point.y];
-        }}""", [target["lon"], target["lat"]])
+    x, y = screen_point(page, target["lon"], target["lat"])
     # A real pointer: move first so Plotly's hover picks the cell, then click it.
     page.mouse.move(x, y)
     page.wait_for_function(

@@ -30,6 +30,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import REPO, free_port, start_server, stop_server
+from tests.e2e.mapping import GD, screen_point
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,6 @@ PASSWORDS = {"duty-officer": "operator-pass-4711", "analyst": "viewer-pass-4711"
 TOKEN = "duty-officer-e2e-token-0123456789"
 GREY = "#8b95a7"
 
-GD = "document.querySelector('#map .js-plotly-plot')"
 JS_MAP_DRAWN = f"""() => {{
     const gd = {GD};
     const hexes = gd && gd.data && gd.data.find(t => t.uid === 'hexes');
@@ -280,13 +280,7 @@ def test_operator_moves_an_overdue_event_and_sees_the_audit_trail(
 
     # A click on a marker opens that event, and the cell around it lists its events.
     target = api(ops_server, "/api/events?status=open&limit=1")[0]
-    x, y = page.evaluate(
-        f"""([lon, lat]) => {{
-            const map = {GD}._fullLayout.map._subplot.map;
-            const box = map.getContainer().getBoundingClientRect();
-            const point = map.project([lon, lat]);
-            return [box.left + point.x, box.top + point.y];
-        }}""", [target["lon"], target["lat"]])
+    x, y = screen_point(page, target["lon"], target["lat"])
     page.mouse.move(x, y)
     hovered = page.wait_for_function(f"""() => {{
         const point = ({GD}._hoverdata || []).find(
