@@ -11,15 +11,18 @@ time per batch and points per second::
 Stages, side by side:
 
 * **index only** — the floor (``h3.api.basic_int.latlng_to_cell`` mapped over the
-  points, what :func:`core.hexes.index_points` calls), h3's Cython function without
-  its Python wrapper, ``index_points`` itself, and ``h3ronpy`` (a vectorised H3 in
-  Rust) when it is installed — an optional accelerator, never a dependency;
+  points: h3's public Python call), h3's Cython function without its Python wrapper,
+  :func:`core.hexes.index_points` (a C loop over the same H3 C function, see
+  ``core/_h3batch.c``; the Python API when it is not built), and ``h3ronpy`` (H3
+  reimplemented in Rust) when installed — a comparison, never a dependency: it breaks
+  ties at cell vertices differently from H3;
 * **aggregate only** — :class:`core.live.IncrementalTotals` applying a batch of added
-  rows at res 7–10; the full live path (:class:`core.live.LiveStore` in a steady
-  window, so each batch also expires one, then the totals); and a prototype that
-  keeps totals as sorted arrays and merges one sorted batch into all four resolutions;
+  rows at res 7–10 (sorted per-cell arrays), then the full live path
+  (:class:`core.live.LiveStore` in a steady window, so each batch also expires one,
+  then the totals), and the id check inside it;
 * **index + aggregate** — the current path (``index_points`` + ``IncrementalTotals``,
-  the one the target is about) and the faster combinations;
+  the one the target is about), the live path, the same totals behind h3's Python API
+  (what ``index_points`` falls back to), and behind h3ronpy;
 * **naive** — ``df.apply(lambda r: h3.latlng_to_cell(r.lat, r.lon, 10), axis=1)`` and a
   groupby at res 10 only, on a smaller batch (it is slow).
 
@@ -47,6 +50,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench._common import print_table, verdict  # noqa: E402
+from core.hexes import INDEXER  # noqa: E402
 
 TARGET = 2.5e6
 RESOLUTIONS = (7, 8, 9, 10)
@@ -108,46 +112,6 @@ def have_h3ronpy() -> bool:
 
 
 # --------------------------------------------------------------- aggregators
-class SortedTotals:
-    """Prototype (bench only): totals per resolution as sorted (cells, values) arrays.
-
-    A batch is sorted once; because a cell's parent is its index with the lower
-    digits set and the resolution bits replaced, ``parents`` keeps a sorted array of
-    same-resolution cells sorted, so every resolution's counts are run lengths, and
-    merging them into the running totals is a ``searchsorted`` plus an insert.
-    """
-
-    def __init__(self, resolutions: tuple[int, ...] = RESOLUTIONS) -> None:
-        self.resolutions = resolutions
-        self.cells = {r: np.empty(0, dtype=np.int64) for r in resolutions}
-        self.values = {r: np.empty(0, dtype=float) for r in resolutions}
-
-    def add(self, cells: np.ndarray, weight: float = 1.0) -> None:
-        from core.hexes import parents
-
-        ordered = np.sort(cells)
-        for res in self.resolutions:
-            up = parents(ordered, res)
-            starts = np.flatnonzero(np.concatenate(([True], up[1:] != up[:-1])))
-            counts = np.diff(np.append(starts, len(up))).astype(float) * weight
-            self._merge(res, up[starts], counts)
-
-    def _merge(self, res: int, cells: np.ndarray, counts: np.ndarray) -> None:
-        have, values = self.cells[res], self.values[res]
-        pos = np.searchsorted(have, cells)
-        found = pos < len(have)
-        found[found] = have[pos[found]] == cells[found]
-        values[pos[found]] += counts[found]
-        new = ~found
-        if new.any():
-            self.cells[res] = np.insert(have, pos[new], cells[new])
-            self.values[res] = np.insert(values, pos[new], counts[new])
-
-    def series(self, res: int) -> pd.Series:
-        values = pd.Series(self.values[res], index=pd.Index(self.cells[res], name="cell"))
-        return values.loc[values.to_numpy() != 0]
-
-
 def str_isin(values: pd.Series, candidates: pd.Series) -> np.ndarray:
     """``values.isin(candidates)`` for string columns, through pyarrow.compute.is_in."""
     import pyarrow as pa
@@ -256,22 +220,6 @@ def naive(batch: Batch) -> pd.Series:
     return cells.groupby(cells).size()
 
 
-def check_prototype(batches: list[Batch]) -> bool:
-    """The prototype's totals equal IncrementalTotals' at every resolution."""
-    totals, proto = fresh_totals(), SortedTotals()
-    for batch in batches[:3]:
-        apply_added(totals, batch.cells)
-        proto.add(batch.cells)
-    metric = trips_metric()
-    for res in RESOLUTIONS:
-        want = totals.get(metric, res).sort_index()
-        got = proto.series(res)
-        if not (np.array_equal(want.index.to_numpy(), got.index.to_numpy())
-                and np.allclose(want.to_numpy(), got.to_numpy())):
-            return False
-    return True
-
-
 def profile_current(batches: list[Batch]) -> None:
     """Where the current path spends its time (pyinstrument, if installed)."""
     try:
@@ -326,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                     indexer(index_cython)))
     stage(run_stage("index", "core.hexes.index_points", batches, reps, indexer(index_core)))
     if use_h3ronpy:
-        stage(run_stage("index", "h3ronpy coordinates_to_cells (optional)", batches, reps,
+        stage(run_stage("index", "h3ronpy coordinates_to_cells (comparison)", batches, reps,
                         indexer(index_h3ronpy)))
 
     def totals_stage() -> Callable[[Batch], None]:
@@ -339,16 +287,10 @@ def main(argv: list[str] | None = None) -> None:
             live.add(b.frame, b.cells)
         return lambda b: live.add(b.frame, b.cells)
 
-    def proto_stage() -> Callable[[Batch], None]:
-        proto = SortedTotals()
-        return lambda b: proto.add(b.cells)
-
     stage(run_stage("aggregate", "IncrementalTotals.apply, res 7–10", batches, reps,
                     totals_stage))
     stage(run_stage("aggregate", "LiveStore.add (+1 expired) + IncrementalTotals", batches,
                     reps, live_stage))
-    stage(run_stage("aggregate", "prototype SortedTotals, res 7–10", batches, reps,
-                    proto_stage))
 
     # LiveStore.add asks which current ids a batch replaces; with pandas 3's
     # pyarrow-backed str dtype, Series.isin builds one Python scalar per value.
@@ -370,13 +312,10 @@ def main(argv: list[str] | None = None) -> None:
             if how == "totals":
                 totals = fresh_totals()
                 return lambda b: apply_added(totals, index(b.lat, b.lon))
-            if how == "live":
-                live = SteadyLive()
-                for b in batches:
-                    live.add(b.frame, b.cells)
-                return lambda b: live.add(b.frame, index(b.lat, b.lon))
-            proto = SortedTotals()
-            return lambda b: proto.add(index(b.lat, b.lon))
+            live = SteadyLive()
+            for b in batches:
+                live.add(b.frame, b.cells)
+            return lambda b: live.add(b.frame, index(b.lat, b.lon))
         return make
 
     current = run_stage("index+aggregate", "CURRENT index_points + IncrementalTotals",
@@ -384,15 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     stage(current)
     stage(run_stage("index+aggregate", "index_points + LiveStore + IncrementalTotals",
                     batches, reps, combined(index_core, "live")))
-    stage(run_stage("index+aggregate", "index_points + prototype SortedTotals", batches, reps,
-                    combined(index_core, "proto")))
-    stage(run_stage("index+aggregate", "h3._cy map + prototype SortedTotals", batches, reps,
-                    combined(index_cython, "proto")))
+    stage(run_stage("index+aggregate", "h3 Python API (fallback) + IncrementalTotals",
+                    batches, reps, combined(index_floor, "totals")))
     if use_h3ronpy:
-        stage(run_stage("index+aggregate", "h3ronpy + IncrementalTotals", batches, reps,
-                        combined(index_h3ronpy, "totals")))
-        stage(run_stage("index+aggregate", "h3ronpy + prototype SortedTotals", batches, reps,
-                        combined(index_h3ronpy, "proto")))
+        stage(run_stage("index+aggregate", "h3ronpy + IncrementalTotals (comparison)",
+                        batches, reps, combined(index_h3ronpy, "totals")))
 
     small = [Batch(b.lat[: args.naive_batch], b.lon[: args.naive_batch],
                    b.cells[: args.naive_batch], b.frame.iloc[: args.naive_batch])
@@ -410,8 +345,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"{reps} timed batches per stage, h3ronpy {'on' if use_h3ronpy else 'off'}",
                 ["group", "stage", "points", "median ms", "best ms", "M pts/s",
                  "best M pts/s", "vs floor"], rows)
-    print(f"prototype SortedTotals equals IncrementalTotals at res 7–10: "
-          f"{'yes' if check_prototype(batches) else 'NO'}")
+    same = all(np.array_equal(index_core(b.lat, b.lon), index_floor(b.lat, b.lon))
+               for b in batches)
+    print(f"index_points uses: {INDEXER}; its cells equal the floor's on these batches: "
+          f"{'yes' if same else 'NO'}")
     best = max((r for r in results if r.group == "index+aggregate"), key=lambda r: r.rate)
     print(f"best index+aggregate: {best.name} at {best.rate / 1e6:.2f} M points/s")
     if args.profile:

@@ -76,6 +76,57 @@ def test_incremental_totals_equal_full_recompute() -> None:
                 assert got.sort_index().to_dict() == pytest.approx(full.sort_index().to_dict())
 
 
+def test_incremental_totals_of_sums_densities_and_one_source_equal_recompute() -> None:
+    """Every additive kind, a per-source metric and missing values, over random deltas
+    spread across many cells (so resolutions roll up, and cells empty and refill)."""
+    from layers.base import Metric
+
+    metrics = [
+        Metric("n", "", "", role="r"),
+        Metric("area", "", "", role="r", agg="sum", column="value"),
+        Metric("density", "", "", role="r", agg="sum_per_km2", column="value"),
+        Metric("from_a", "", "", role="r", source="a"),
+        Metric("open_a", "", "", role="r", source="a", where=(("is_open", (True,)),)),
+    ]
+    rng = np.random.default_rng(11)
+    seeds = [h3.str_to_int(c) for c in h3.grid_disk(h3.latlng_to_cell(40.75, -73.98, 10), 12)]
+    store = LiveStore(window=900, history=1800, max_rows=50_000)
+    totals = IncrementalTotals()
+    for metric in metrics:
+        for res in (7, 9, 10):
+            totals.track(metric, res, store.rows())
+    for step in range(60):
+        n = int(rng.integers(1, 200))
+        values = rng.uniform(0, 10, n).round(2)
+        values[rng.random(n) < 0.1] = np.nan
+        batch = pd.DataFrame({
+            "id": [f"r{int(i)}" for i in rng.integers(0, 600, n)],
+            "time": [T0 + pd.Timedelta(minutes=float(m)) for m in rng.uniform(step - 20, step, n)],
+            "lat": 40.75, "lon": -73.98,
+            "cell": np.array(seeds, dtype=np.int64)[rng.integers(0, len(seeds), n)],
+            "source": rng.choice(["a", "b"], n), "is_open": rng.random(n) > 0.4, "value": values,
+        })
+        totals.apply(store.add(batch, T0 + pd.Timedelta(minutes=step)))
+        current = store.rows()
+        for metric in metrics:
+            rows_ = current if metric.source is None else current[current["source"] == metric.source]
+            for res in (7, 9, 10):
+                full = aggregate(rows_, metric, res)
+                full = full[full != 0]
+                got = totals.get(metric, res)
+                assert got.index.is_monotonic_increasing and got.index.name == "cell"
+                assert got.to_dict() == pytest.approx(full.sort_index().to_dict(), rel=1e-9), \
+                    (metric.name, res, step)
+
+
+def test_incremental_totals_accept_unsorted_cells_of_mixed_resolutions() -> None:
+    cells = [h3.str_to_int(h3.latlng_to_cell(40.7 + i / 100, -74.0, r))
+             for i, r in zip(range(20), [10, 9] * 10, strict=True)]
+    frame = pd.DataFrame({"cell": np.array(cells[::-1], dtype=np.int64)})
+    totals = IncrementalTotals()
+    assert totals.track(COUNT, 8, frame).to_dict() == aggregate(frame, COUNT, 8).to_dict()
+
+
 def test_history_rebuilds_past_state() -> None:
     store = LiveStore(window=3600, history=7200, max_rows=100)
     store.add(rows(["a"], [0]), T0)
