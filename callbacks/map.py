@@ -12,7 +12,8 @@ from dash import Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from callbacks import ids
 from callbacks.ops import OPS_OVERLAYS, overlay_traces
-from core.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch
+from core.cache import drawn_values, remember_drawn
+from core.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch, z_values
 from core.hexes import from_hex, resolution_for_zoom
 from core.i18n import t
 from core.pipeline import CityData
@@ -186,7 +187,9 @@ def register(app: Dash, data: CityData) -> None:
                 assert rendered is not None
                 plan = plan_hexes(data, map_view)
                 if plan.mode == "hex" and plan.grid_key() == rendered.get("grid"):
-                    figure = value_patch(plan, rendered["hex_index"], layer_id, stale, theme)
+                    figure = value_patch(plan, rendered["hex_index"], layer_id, stale, theme,
+                                         drawn=drawn_values(rendered.get("values")),
+                                         restyle=rendered.get("stale") != stale)
                     if ops_changed:
                         figure = with_ops(figure) or figure
                 else:
@@ -205,14 +208,18 @@ def register(app: Dash, data: CityData) -> None:
         else:
             hex_index = rendered["hex_index"] if rendered is not None else 0
             extra_index = (rendered or {}).get("extra") or {}
+        values_key = remember_drawn(z_values(plan.z)) if plan.mode == "hex" else None
         state = {"structure": structure, "grid": plan.grid_key() if plan.mode == "hex" else None,
+                 "values": values_key,
                  "hex_index": hex_index, "extra": extra_index, "version": data.version, "stale": stale,
                  "moment": None if moment is None else moment.isoformat()}
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return figure, status_chips(plan, layer_id, language, elapsed_ms, stale, moment), state
+        chips = status_chips(plan, layer_id, language, elapsed_ms, stale, moment, values_key)
+        return figure, chips, state
 
     def status_chips(plan: HexPlan, layer_id: str, language: str, elapsed_ms: float,
-                     stale: bool, moment: pd.Timestamp | None) -> list[Any]:
+                     stale: bool, moment: pd.Timestamp | None,
+                     values_key: str | None = None) -> list[Any]:
         if plan.mode == "hex":
             count, drawn = len(plan.values), len(plan.grid)
             text = f"{count:,} / {drawn:,} {t('map.cells', language)}"
@@ -221,7 +228,9 @@ def register(app: Dash, data: CityData) -> None:
             text = f"{count:,} {t('map.points', language)}"
         data_attributes: dict[str, Any] = {  # stable hooks for tests and wall scripts
             "data-count": str(count), "data-drawn": str(drawn), "data-mode": plan.mode,
-            "data-res": str(plan.res)}
+            "data-res": str(plan.res),
+            # The digest of the values the page should now hold (see remember_drawn).
+            "data-values": values_key or ""}
         zone = data.config.city.timezone
         if moment is None:
             when = data.clock.now().tz_convert(zone).strftime("%m-%d %H:%M")

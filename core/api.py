@@ -143,12 +143,15 @@ def create_blueprint() -> Blueprint:
             raise ApiError(400, str(exc.args[0]),
                            valid_metrics=[m.name for m in LAYERS[layer_id].metrics(
                                data.config.sources)]) from None
-        version = data.version
-        payload = _cached_cells(layer_id, res, metric.name, version, _lineage())
-        if data.version != version:
-            # The data moved on while computing: the body may be newer than its key says.
-            CACHE.delete_memoized(_cached_cells, layer_id, res, metric.name, version, _lineage())
+        for _ in range(5):
             version = data.version
+            try:
+                payload = _cached_cells(layer_id, res, metric.name, version, _lineage())
+                break
+            except DataMoved:
+                continue  # new data arrived mid-computation: again, at the new version
+        else:  # the data moves faster than one computation: say which version it started at
+            payload = layer_cells(data, layer_id, res, metric.name)
         response = jsonify(payload)
         response.headers["X-Citybrain-Stale"] = "1" if data.layer_stale(layer_id) else "0"
         response.headers["X-Citybrain-Data-Version"] = str(version)
@@ -179,7 +182,17 @@ def _cached_cells(layer_id: str, res: int, metric_name: str, version: int,
     workers replicate one log (so they share entries), else this app alone (so a
     Redis cache never hands one process's version 7 to another, or to a restart).
     """
-    return layer_cells(_data(), layer_id, res, metric_name)
+    data = _data()
+    payload = layer_cells(data, layer_id, res, metric_name)
+    if data.version != version:
+        # Computed while new data arrived: the body belongs to no single version, and
+        # memoised under ``version`` another worker would serve it as that version.
+        raise DataMoved(version)
+    return payload
+
+
+class DataMoved(Exception):
+    """The data version changed during a computation memoised per version."""
 
 
 def _lineage() -> str:

@@ -9,10 +9,13 @@ right for every worker.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
+import numpy as np
 from flask import Flask
 from flask_caching import Cache
+from numpy.typing import NDArray
 
 from core.config import CacheSettings, ConfigError
 
@@ -41,3 +44,35 @@ def cache_config(settings: CacheSettings) -> dict[str, object]:
 def init_cache(server: Flask, settings: CacheSettings) -> None:
     """Bind :data:`CACHE` to one app's server with the city's cache settings."""
     CACHE.init_app(server, config=cache_config(settings))
+
+
+#: How long the values a page was last sent stay known: a few ticks; a page that
+#: asks later gets its whole value list again, never a wrong delta.
+DRAWN_TIMEOUT = 60
+
+
+def remember_drawn(values: NDArray[np.float64]) -> str:
+    """Keep the hexagon values a page was just sent; returns the key the page keeps.
+
+    Keys are the values' own digest, so every page showing the same values shares
+    one entry (in Redis, across workers): the next tick diffs against it and sends
+    only the cells that changed (:func:`core.figures.value_patch`).
+    """
+    key = remember_drawn_key(values)
+    CACHE.set(key, values.tobytes(), timeout=DRAWN_TIMEOUT)
+    return key
+
+
+def remember_drawn_key(values: NDArray[np.float64]) -> str:
+    """The key of values in the cache: their digest (float64 bytes, NaN for no value)."""
+    return "drawn:" + hashlib.blake2b(values.tobytes(), digest_size=12).hexdigest()
+
+
+def drawn_values(key: str | None) -> NDArray[np.float64] | None:
+    """The values remembered under ``key``, or None when unknown or expired."""
+    if not key:
+        return None
+    raw = CACHE.get(key)
+    if not isinstance(raw, bytes):
+        return None
+    return np.frombuffer(raw, dtype=np.float64)

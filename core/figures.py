@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import shapely
+from numpy.typing import NDArray
 
 from core.hexes import cell_ring, cells_geojson, gc_paused, resolution_for_zoom, to_hex
 from core.i18n import pick, t
@@ -124,9 +126,11 @@ def plan_hexes(data: CityData, view: MapView) -> HexPlan:
     # Values at the metric's own precision (residents as whole people): more digits
     # are noise that gzip cannot squeeze, and every tick resends them.
     decimals = metric.decimals
+    rounded = np.round(z, decimals).tolist()
+    if np.isnan(z).any():
+        rounded = [None if v != v else v for v in rounded]  # NaN: no value (JSON null)
     return HexPlan(mode="hex", res=res, values=values, grid=grid.to_numpy(dtype=np.int64),
-                   z=[None if np.isnan(v) else round(float(v), decimals) for v in z],
-                   capped=capped, moment=view.moment)
+                   z=rounded, capped=capped, moment=view.moment)
 
 
 def _rows_in_view(data: CityData, layer: str, metric: Metric, bbox: BBox | None) -> pd.DataFrame:
@@ -227,18 +231,46 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
 
 
 def value_patch(plan: HexPlan, hex_index: int, layer_id: str, stale: bool,
-                theme: str = "dark") -> Any:
-    """A Patch that updates only the hexagon values (and the stale look) of a drawn map."""
+                theme: str = "dark", drawn: NDArray[np.float64] | None = None,
+                restyle: bool = True) -> Any:
+    """A Patch that updates only the hexagon values (and the stale look) of a drawn map.
+
+    ``drawn`` is what the map shows now (:func:`z_values` of the last plan sent, same
+    grid): then only the cells whose value changed travel, as one assignment each,
+    unless that would be longer than the whole value list. ``restyle`` also resends
+    the colour scale and opacity (needed when the layer turned stale or fresh).
+    """
     from dash import Patch
 
     patch = Patch()
     trace = patch["data"][hex_index]
-    trace["z"] = plan.z
+    current = z_values(plan.z)
+    if drawn is not None and len(drawn) == len(current):
+        changed = np.flatnonzero((drawn != current) & ~(np.isnan(drawn) & np.isnan(current)))
+        if len(changed) * ASSIGN_BYTES < len(orjson.dumps(plan.z)):
+            values = trace["z"]
+            for i in changed.tolist():
+                values[i] = plan.z[i]
+        else:
+            trace["z"] = plan.z
+    else:
+        trace["z"] = plan.z
     trace["zmax"] = z_range(plan)
-    trace["colorscale"] = colorscale(STALE_SCALE if stale else themed_scale(
-        LAYERS[layer_id].colorscale, theme))
-    trace["marker"]["opacity"] = 0.4 if stale else 0.78
+    if restyle:
+        trace["colorscale"] = colorscale(STALE_SCALE if stale else themed_scale(
+            LAYERS[layer_id].colorscale, theme))
+        trace["marker"]["opacity"] = 0.4 if stale else 0.78
     return patch
+
+
+#: Bytes one value assignment takes in a serialised Patch
+#: (``{"operation":"Assign","location":["data",1,"z",1234],"params":{"value":12.0}}``).
+ASSIGN_BYTES = 80
+
+
+def z_values(z: Sequence[float | None]) -> NDArray[np.float64]:
+    """A plan's hexagon values as floats (NaN for no value), to compare two ticks."""
+    return np.array(z, dtype=np.float64)  # None becomes NaN
 
 
 def points_trace(rows: pd.DataFrame, layer_id: str, view: MapView, uid: str,

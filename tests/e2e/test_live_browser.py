@@ -33,6 +33,25 @@ def live_config_file(tmp_path: Path) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+def assert_page_holds_what_the_server_sent(page, timeout: float = 15.0) -> None:
+    """The hexagon values in the page hash to the digest the server put on the status chip."""
+    import numpy as np
+
+    from core.cache import remember_drawn_key
+
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        z, digest = page.evaluate(f"() => [({HEXES})().z, "
+                                  "document.querySelector('#map-count').dataset.values]")
+        seen = (remember_drawn_key(np.array([np.nan if v is None else v for v in z],
+                                            dtype=np.float64)), digest)
+        if seen[0] == seen[1]:
+            return
+        page.wait_for_timeout(200)  # between a response and its redraw
+    raise AssertionError(f"the page's values are not the ones sent: {seen}")
+
+
 def _start(config: Path, port: int):
     return start_server([sys.executable, "app.py", "--config", str(config), "--port", str(port)],
                         port, log_name="live")
@@ -45,6 +64,7 @@ def test_ticks_patch_values_keep_the_camera_and_survive_a_restart(browser, live_
     outside: list[str] = []
     errors: list[str] = []
     figures: list[tuple[float, int, bool]] = []  # (time, bytes, is_patch)
+    cell_assignments: list[int] = []  # per Patch: values sent one cell at a time
 
     def on_response(response) -> None:
         if "_dash-update-component" not in response.url:
@@ -58,8 +78,12 @@ def test_ticks_patch_values_keep_the_camera_and_survive_a_restart(browser, live_
             return
         figure = json.loads(payload or b"{}").get("response", {}).get("map", {}).get("figure")
         if figure is not None:
-            figures.append((time.monotonic(), len(payload), "__dash_patch_update" in
-                            json.dumps(figure)[:200]))
+            is_patch = "__dash_patch_update" in json.dumps(figure)[:200]
+            figures.append((time.monotonic(), len(payload), is_patch))
+            if is_patch:
+                cell_assignments.append(sum(
+                    1 for op in figure["operations"]
+                    if len(op["location"]) == 4 and op["location"][2] == "z"))
 
     page.on("response", on_response)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -86,6 +110,16 @@ def test_ticks_patch_values_keep_the_camera_and_survive_a_restart(browser, live_
         assert len(patches) >= 2, f"no value-only ticks arrived: {figures}"
         assert max(p[1] for p in patches) < 0.05 * max(f[1] for f in full)
         assert page.evaluate(CAMERA) == pytest.approx(camera, abs=1e-6)
+
+        # A layer that changes every tick (311 requests, replayed): ticks carry only the
+        # changed cells, and what the page then shows is exactly what the server
+        # remembers sending (the chip's digest of the values, see remember_drawn).
+        page.locator("#radio-hex-layer label").filter(has_text="政").click()
+        deadline = time.monotonic() + 40
+        while sum(1 for n in cell_assignments if n > 0) < 2 and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+        assert sum(1 for n in cell_assignments if n > 0) >= 2, cell_assignments
+        assert_page_holds_what_the_server_sent(page)
 
         # The server dies: the wall says so (never an error screen, never silently stale).
         stop_server(server)

@@ -88,3 +88,82 @@ def test_outlines_include_every_part_of_multipolygons(demo_data) -> None:
     parts = sum(len(g.geoms) for g in demo_data.boundary("borough").units.geometry)
     assert rings >= parts > 5  # Staten Island, Manhattan … are multi-part
     assert len(lats) == len(lons)
+
+
+def applied(z: list, patch) -> list:
+    """What Dash's renderer makes of ``z`` (the hexagon trace's values) under a Patch."""
+    z = list(z)
+    for op in patch.to_plotly_json()["operations"]:
+        location, value = op["location"], op["params"].get("value")
+        assert op["operation"] == "Assign"
+        if location[2:] == ["z"]:
+            z = list(value)
+        elif location[2:3] == ["z"]:
+            z[location[3]] = value
+    return z
+
+
+def test_ticks_send_only_changed_values_and_rebuild_the_exact_map(live_config) -> None:
+    """A replayed city ticks: each value Patch, applied to what the page holds, gives
+    exactly the new figure's values — with one assignment per changed cell."""
+    import numpy as np
+
+    from core.figures import plan_hexes, value_patch, z_values
+    from core.pipeline import CityData
+
+    data = CityData.load(live_config)
+    sources = data.streaming_sources()
+    view = MapView(hex_layer="government", zoom=12.5, center=(40.75, -73.98),
+                   bbox=(-74.02, 40.72, -73.94, 40.78), language="en")
+    shown = plan_hexes(data, view)
+    held = shown.z
+    delta_ticks = 0
+    for _ in range(6):
+        data.clock._wall_start -= 3.0  # three wall seconds pass on the 120x clock
+        for source in sources:
+            data.refresh_source(source, incremental=True)
+        plan = plan_hexes(data, view)
+        assert plan.grid_key() == shown.grid_key()
+        patch = value_patch(plan, 1, "government", stale=False,
+                            drawn=z_values(held), restyle=False)
+        ops = patch.to_plotly_json()["operations"]
+        changed = int(np.sum(z_values(held) != z_values(plan.z)))
+        held = applied(held, patch)
+        assert held == plan.z
+        if 0 < changed < len(plan.z) // 20:
+            assert sum(1 for op in ops if len(op["location"]) == 4) == changed
+            assert not any(op["location"] == ["data", 1, "z"] for op in ops)
+            delta_ticks += 1
+        assert not any("colorscale" in op["location"] for op in ops)  # restyle=False
+    assert delta_ticks >= 3, "the replay should change a few cells per tick"
+
+
+def test_value_patch_sends_the_whole_list_when_that_is_shorter_or_nothing_is_known(
+        demo_data) -> None:
+    from core.figures import plan_hexes, value_patch, z_values
+
+    plan = plan_hexes(demo_data, MapView(hex_layer="people", zoom=10))
+    everything_changed = z_values(plan.z) + 1
+    for drawn in (None, everything_changed, z_values(plan.z)[:-1]):
+        patch = value_patch(plan, 1, "people", stale=True, drawn=drawn)
+        locations = [op["location"] for op in patch.to_plotly_json()["operations"]]
+        assert ["data", 1, "z"] in locations and ["data", 1, "colorscale"] in locations
+        assert applied([0] * len(plan.z), patch) == plan.z
+    same = value_patch(plan, 1, "people", stale=False, drawn=z_values(plan.z), restyle=False)
+    assert [op["location"] for op in same.to_plotly_json()["operations"]] == [["data", 1, "zmax"]]
+
+
+def test_drawn_values_are_shared_by_content_and_expire(demo_app) -> None:
+    import numpy as np
+
+    from core.cache import CACHE, drawn_values, remember_drawn
+
+    values = np.array([1.0, np.nan, 3.5])
+    with demo_app.server.app_context():
+        key = remember_drawn(values)
+        assert key == remember_drawn(values.copy())
+        got = drawn_values(key)
+        assert got is not None and np.array_equal(got, values, equal_nan=True)
+        assert drawn_values(None) is None and drawn_values("drawn:unknown") is None
+        CACHE.delete(key)
+        assert drawn_values(key) is None
