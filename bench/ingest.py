@@ -112,15 +112,6 @@ def have_h3ronpy() -> bool:
 
 
 # --------------------------------------------------------------- aggregators
-def str_isin(values: pd.Series, candidates: pd.Series) -> np.ndarray:
-    """``values.isin(candidates)`` for string columns, through pyarrow.compute.is_in."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    found = pc.is_in(pa.array(values.array), value_set=pa.array(candidates.array))
-    return found.to_numpy(zero_copy_only=False).astype(bool)
-
-
 def trips_metric() -> Any:
     from layers.base import Metric
 
@@ -296,14 +287,16 @@ def main(argv: list[str] | None = None) -> None:
     # pyarrow-backed str dtype, Series.isin builds one Python scalar per value.
     current_ids = pd.concat([b.frame["id"] for b in batches], ignore_index=True)
 
+    from core.live import ids_in
+
     def isin_stage(fast: bool) -> Callable[[], Callable[[Batch], object]]:
         if not fast:
             return lambda: (lambda b: current_ids.isin(b.frame["id"]))
-        return lambda: (lambda b: str_isin(current_ids, b.frame["id"]))
+        return lambda: (lambda b: ids_in(current_ids, b.frame["id"]))
 
     stage(run_stage("aggregate", f"id check {len(current_ids) // 1000}k ids: Series.isin",
                     batches, reps, isin_stage(False)))
-    stage(run_stage("aggregate", f"id check {len(current_ids) // 1000}k ids: pyarrow is_in",
+    stage(run_stage("aggregate", f"id check {len(current_ids) // 1000}k ids: core.live.ids_in",
                     batches, reps, isin_stage(True)))
 
     def combined(index: Callable[[np.ndarray, np.ndarray], np.ndarray],

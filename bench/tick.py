@@ -42,8 +42,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-
 from bench._common import percentile, print_table, verdict  # noqa: E402
 
 BYTES_TARGET = 0.03
@@ -183,7 +181,7 @@ def live_ticks(label: str, res: int, wanted: int, ticks: int, refresh: float) ->
     """Payload of real ticks: the live demo replaying, one refresh interval per tick."""
     from core.cache import drawn_values, remember_drawn
     from core.config import DEMO_CONFIG, load_config
-    from core.figures import map_figure, plan_hexes, value_patch, z_values
+    from core.figures import changed_cells, map_figure, plan_hexes, value_patch, z_values
     from core.pipeline import CityData
 
     data = CityData.load(load_config(DEMO_CONFIG))
@@ -210,7 +208,7 @@ def live_ticks(label: str, res: int, wanted: int, ticks: int, refresh: float) ->
         patch = value_patch(new, hex_index, LIVE_LAYER, stale=False, drawn=before, restyle=False)
         full_raw, patch_raw = serialise(map_figure(data, view)[0]), serialise(patch)
         after = z_values(new.z)
-        changed = int(np.sum((before != after) & ~(np.isnan(before) & np.isnan(after))))
+        changed = len(changed_cells(before, after))
         rows.append({"changed": changed, "patch_raw": len(patch_raw), "patch_gz": gz(patch_raw),
                      "full_raw": len(full_raw), "full_gz": gz(full_raw)})
         plan, drawn = new, remember_drawn(after)

@@ -58,12 +58,12 @@ def remember_drawn(values: NDArray[np.float64]) -> str:
     one entry (in Redis, across workers): the next tick diffs against it and sends
     only the cells that changed (:func:`core.figures.value_patch`).
     """
-    key = remember_drawn_key(values)
+    key = drawn_key(values)
     CACHE.set(key, values.tobytes(), timeout=DRAWN_TIMEOUT)
     return key
 
 
-def remember_drawn_key(values: NDArray[np.float64]) -> str:
+def drawn_key(values: NDArray[np.float64]) -> str:
     """The key of values in the cache: their digest (float64 bytes, NaN for no value)."""
     return "drawn:" + hashlib.blake2b(values.tobytes(), digest_size=12).hexdigest()
 

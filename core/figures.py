@@ -244,15 +244,11 @@ def value_patch(plan: HexPlan, hex_index: int, layer_id: str, stale: bool,
 
     patch = Patch()
     trace = patch["data"][hex_index]
-    current = z_values(plan.z)
-    if drawn is not None and len(drawn) == len(current):
-        changed = np.flatnonzero((drawn != current) & ~(np.isnan(drawn) & np.isnan(current)))
-        if len(changed) * ASSIGN_BYTES < len(orjson.dumps(plan.z)):
-            values = trace["z"]
-            for i in changed.tolist():
-                values[i] = plan.z[i]
-        else:
-            trace["z"] = plan.z
+    changed = None if drawn is None else changed_cells(drawn, z_values(plan.z))
+    if changed is not None and len(changed) * ASSIGN_BYTES < len(orjson.dumps(plan.z)):
+        values = trace["z"]
+        for i in changed.tolist():
+            values[i] = plan.z[i]
     else:
         trace["z"] = plan.z
     trace["zmax"] = z_range(plan)
@@ -271,6 +267,13 @@ ASSIGN_BYTES = 80
 def z_values(z: Sequence[float | None]) -> NDArray[np.float64]:
     """A plan's hexagon values as floats (NaN for no value), to compare two ticks."""
     return np.array(z, dtype=np.float64)  # None becomes NaN
+
+
+def changed_cells(before: NDArray[np.float64], after: NDArray[np.float64]) -> NDArray[np.intp] | None:
+    """Positions whose value differs (NaN equals NaN), or None for another grid's values."""
+    if len(before) != len(after):
+        return None
+    return np.flatnonzero((before != after) & ~(np.isnan(before) & np.isnan(after)))
 
 
 def points_trace(rows: pd.DataFrame, layer_id: str, view: MapView, uid: str,

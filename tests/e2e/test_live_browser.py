@@ -35,17 +35,15 @@ def live_config_file(tmp_path: Path) -> Iterator[Path]:
 
 def assert_page_holds_what_the_server_sent(page, timeout: float = 15.0) -> None:
     """The hexagon values in the page hash to the digest the server put on the status chip."""
-    import numpy as np
-
-    from core.cache import remember_drawn_key
+    from core.cache import drawn_key
+    from core.figures import z_values
 
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
         z, digest = page.evaluate(f"() => [({HEXES})().z, "
                                   "document.querySelector('#map-count').dataset.values]")
-        seen = (remember_drawn_key(np.array([np.nan if v is None else v for v in z],
-                                            dtype=np.float64)), digest)
+        seen = (drawn_key(z_values(z)), digest)
         if seen[0] == seen[1]:
             return
         page.wait_for_timeout(200)  # between a response and its redraw
