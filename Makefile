@@ -15,7 +15,7 @@ setup-test:
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy app.py core data layers callbacks ops
+	.venv/bin/mypy app.py geo config layers data store render ops api callbacks
 
 bench: setup-test
 	.venv/bin/python bench/first_map.py

@@ -22,7 +22,7 @@ from typing import Any
 
 from dash import Dash
 
-from core.config import CityConfig, ConfigError, load_config
+from config.city import CityConfig, ConfigError, load_config
 
 log = logging.getLogger("citybrain")
 
@@ -50,17 +50,17 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
 
     With streaming sources, the ingest engine starts (one per process) unless
     ``start_ingest`` is False; it is at ``app.server.extensions["citybrain_ingest"]``.
-    When the config shares live state through Redis (see core.shared), only the
+    When the config shares live state through Redis (see store.replication), only the
     elected process ingests and the others replicate its changes; with
     ``start_ingest`` False this process only follows.
     """
+    from api.cells import register_api
     from callbacks import register_all
-    from core.api import register_api
-    from core.cache import init_cache
-    from core.ingest import IngestEngine
-    from core.layout import build_layout
-    from core.pipeline import CityData
-    from core.shared import open_shared
+    from callbacks.layout import build_layout
+    from store.cache import init_cache
+    from store.city import CityData
+    from store.ingest import IngestEngine
+    from store.replication import open_shared
 
     config = config or load_config()
     shared = open_shared(config)  # None unless several workers share the live state
@@ -103,8 +103,8 @@ def attach_event_pipeline(app: Dash, data: Any, engine: Any) -> Any:
     import secrets
     import time as _time
 
-    from ops.api import register_events_api
-    from ops.pipeline import EventPipeline
+    from api.events import register_events_api
+    from ops.events.pipeline import EventPipeline
 
     pipeline = EventPipeline(data.config.events, data.config.users)
     pipeline.clock = lambda: data.clock.now().to_pydatetime()  # SLAs run on city time
@@ -139,7 +139,7 @@ def attach_vital_signs(app: Dash, data: Any, engine: Any, pipeline: Any) -> Any:
     """
     import time as _time
 
-    from ops.signs_api import VitalSigns, create_signs_blueprint
+    from ops.signs.service import VitalSigns, create_signs_blueprint
 
     signs = VitalSigns.from_config(data, data.config.ops)
 

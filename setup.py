@@ -1,9 +1,9 @@
-"""Builds the optional C loop in core/_h3batch.c (everything else is in pyproject.toml).
+"""Builds the optional C loop in geo/_h3batch.c (everything else is in pyproject.toml).
 
 ``optional=True``: a machine without a C compiler still installs citybrain, and
-core.hexes then indexes through h3's Python API (slower, same cells).
+geo.hexes then indexes through h3's Python API (slower, same cells).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("core._h3batch", ["core/_h3batch.c"], optional=True)])
+setup(ext_modules=[Extension("geo._h3batch", ["geo/_h3batch.c"], optional=True)])

@@ -29,7 +29,7 @@ the first map (sum of CDP ``Network.loadingFinished.encodedDataLength``: compres
 sizes, cached responses count 0), the number of requests and whether any left
 127.0.0.1.
 
-Part 2 — the map callback's server work, in this process: :func:`core.figures.map_figure`
+Part 2 — the map callback's server work, in this process: :func:`render.figures.map_figure`
 plus the JSON encoding Dash applies to its result (``plotly.io.json.to_json_plotly``),
 for the people and government layers at zooms that choose H3 resolutions 7 and 8
 (whole city) and 9 and 10 (a laptop-sized viewport over Midtown Manhattan, snapped
@@ -235,7 +235,7 @@ def zoom_for_res(res: int, steps: tuple[tuple[float, int], ...]) -> float:
 
 def grown_bbox(data: Any, layer: str, zoom: float, target: int) -> tuple[float, float, float, float]:
     """A bbox around Midtown grown until the plan at ``zoom`` draws about ``target`` cells."""
-    from core.figures import MapView, plan_hexes
+    from render.figures import MapView, plan_hexes
 
     def cells(scale: float) -> int:
         bbox = viewport_bbox(MIDTOWN, zoom, (int(MAP_PX[0] * scale), int(MAP_PX[1] * scale)))
@@ -277,7 +277,7 @@ def callback_cases(data: Any, lifted: Any) -> list[Case]:
 def time_case(data: Any, case: Case, outline: str | None, repeat: int) -> dict[str, Any]:
     from plotly.io.json import to_json_plotly
 
-    from core.figures import MapView, map_figure
+    from render.figures import MapView, map_figure
 
     view = MapView(hex_layer=case.layer, zoom=case.zoom, center=MIDTOWN, bbox=case.bbox,
                    outline=outline, language=data.config.city.language,
@@ -300,8 +300,8 @@ def time_case(data: Any, case: Case, outline: str | None, repeat: int) -> dict[s
 
 
 def bench_callback(config_path: str | None, repeat: int) -> list[dict[str, Any]]:
-    from core.config import load_config
-    from core.pipeline import CityData
+    from config.city import load_config
+    from store.city import CityData
 
     config = load_config(config_path)
     data = CityData.load(config)

@@ -12,13 +12,13 @@ Stages, side by side:
 
 * **index only** — the floor (``h3.api.basic_int.latlng_to_cell`` mapped over the
   points: h3's public Python call), h3's Cython function without its Python wrapper,
-  :func:`core.hexes.index_points` (a C loop over the same H3 C function, see
-  ``core/_h3batch.c``; the Python API when it is not built), and ``h3ronpy`` (H3
+  :func:`geo.hexes.index_points` (a C loop over the same H3 C function, see
+  ``geo/_h3batch.c``; the Python API when it is not built), and ``h3ronpy`` (H3
   reimplemented in Rust) when installed — a comparison, never a dependency: it breaks
   ties at cell vertices differently from H3;
-* **aggregate only** — :class:`core.live.IncrementalTotals` applying a batch of added
+* **aggregate only** — :class:`store.live.IncrementalTotals` applying a batch of added
   rows at res 7–10 (sorted per-cell arrays), then the full live path
-  (:class:`core.live.LiveStore` in a steady window, so each batch also expires one,
+  (:class:`store.live.LiveStore` in a steady window, so each batch also expires one,
   then the totals), and the id check inside it;
 * **index + aggregate** — the current path (``index_points`` + ``IncrementalTotals``,
   the one the target is about), the live path, the same totals behind h3's Python API
@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench._common import print_table, verdict  # noqa: E402
-from core.hexes import INDEXER  # noqa: E402
+from geo.hexes import INDEXER  # noqa: E402
 
 TARGET = 2.5e6
 RESOLUTIONS = (7, 8, 9, 10)
@@ -92,7 +92,7 @@ def index_cython(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 def index_core(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    from core.hexes import index_points
+    from geo.hexes import index_points
 
     return index_points(lat, lon, 10)
 
@@ -119,7 +119,7 @@ def trips_metric() -> Any:
 
 
 def fresh_totals() -> Any:
-    from core.live import IncrementalTotals
+    from store.live import IncrementalTotals
 
     totals = IncrementalTotals()
     empty = pd.DataFrame({"cell": np.empty(0, dtype=np.int64)})
@@ -129,7 +129,7 @@ def fresh_totals() -> Any:
 
 
 def apply_added(totals: Any, cells: np.ndarray) -> None:
-    from core.live import Delta
+    from store.live import Delta
 
     added = pd.DataFrame({"cell": cells})
     totals.apply(Delta(added=added, removed=added.iloc[0:0]))
@@ -139,7 +139,7 @@ class SteadyLive:
     """A LiveStore whose window holds ``depth`` batches: every add also expires one."""
 
     def __init__(self, depth: int = 5) -> None:
-        from core.live import LiveStore
+        from store.live import LiveStore
 
         self.step = pd.Timedelta(seconds=60)
         self.store = LiveStore(window=60.0 * (depth - 0.5), history=60.0 * (depth - 0.5),
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                     indexer(index_floor)))
     stage(run_stage("index", "h3._cy.latlng_to_cell, map (no wrapper)", batches, reps,
                     indexer(index_cython)))
-    stage(run_stage("index", "core.hexes.index_points", batches, reps, indexer(index_core)))
+    stage(run_stage("index", "geo.hexes.index_points", batches, reps, indexer(index_core)))
     if use_h3ronpy:
         stage(run_stage("index", "h3ronpy coordinates_to_cells (comparison)", batches, reps,
                         indexer(index_h3ronpy)))
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     # pyarrow-backed str dtype, Series.isin builds one Python scalar per value.
     current_ids = pd.concat([b.frame["id"] for b in batches], ignore_index=True)
 
-    from core.live import ids_in
+    from store.live import ids_in
 
     def isin_stage(fast: bool) -> Callable[[], Callable[[Batch], object]]:
         if not fast:
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stage(run_stage("aggregate", f"id check {len(current_ids) // 1000}k ids: Series.isin",
                     batches, reps, isin_stage(False)))
-    stage(run_stage("aggregate", f"id check {len(current_ids) // 1000}k ids: core.live.ids_in",
+    stage(run_stage("aggregate", f"id check {len(current_ids) // 1000}k ids: store.live.ids_in",
                     batches, reps, isin_stage(True)))
 
     def combined(index: Callable[[np.ndarray, np.ndarray], np.ndarray],

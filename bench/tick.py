@@ -16,7 +16,7 @@ the whole value list when that is shorter. This script measures::
   ``compress=True``); target ≤ 3 % (judged on the p95 tick);
 * **bytes when every value changes** — the upper bound (the whole value list
   resent), on the snapshot people layer at 1k / 10k / 50k cells;
-* **server time per tick** — :func:`core.figures.plan_hexes`, ``grid_key`` (twice,
+* **server time per tick** — :func:`render.figures.plan_hexes`, ``grid_key`` (twice,
   as ``draw`` does), the diff against the remembered values, ``value_patch`` and
   remembering the new values: the work of a tick, p50/p95 over ``--ticks`` ticks;
   then the same plus serialising the patch. Each tick bumps the data version, as new
@@ -74,7 +74,7 @@ def gz(raw: bytes) -> int:
 
 def make_view(res: int, bbox: tuple[float, float, float, float] | None,
               layer: str = "people") -> Any:
-    from core.figures import MapView
+    from render.figures import MapView
 
     zoom = ZOOM_FOR_RES[res]
     return MapView(hex_layer=layer, zoom=zoom, center=CENTRE, bbox=bbox, revision="bench")
@@ -83,7 +83,7 @@ def make_view(res: int, bbox: tuple[float, float, float, float] | None,
 def bbox_for(data: Any, res: int, wanted: int,
              layer: str = "people") -> tuple[tuple[float, float, float, float], int]:
     """A box around ``CENTRE`` whose view holds about ``wanted`` cells (and fits max_hexes)."""
-    from core.figures import plan_hexes
+    from render.figures import plan_hexes
 
     lo, hi = 0.002, 0.5
     best: tuple[tuple[float, float, float, float], int] | None = None
@@ -115,8 +115,8 @@ def new_data_arrived(data: Any) -> None:
 def tick(data: Any, view: Any, hex_index: int, grid_key: str,
          drawn_key: str) -> tuple[Any, float, str]:
     """The tick branch of ``draw``: plan, compare grids, diff and patch the values."""
-    from core.cache import drawn_values, remember_drawn
-    from core.figures import plan_hexes, value_patch, z_values
+    from render.figures import plan_hexes, value_patch, z_values
+    from store.cache import drawn_values, remember_drawn
 
     started = time.perf_counter()
     plan = plan_hexes(data, view)
@@ -133,14 +133,14 @@ def tick(data: Any, view: Any, hex_index: int, grid_key: str,
 
 def resend_all(plan: Any, hex_index: int, layer: str) -> Any:
     """The Patch when every value changed: the whole value list (the upper bound)."""
-    from core.figures import value_patch
+    from render.figures import value_patch
 
     return value_patch(plan, hex_index, layer, stale=False, drawn=None, restyle=False)
 
 
 def measure(data: Any, case: ViewCase, ticks: int) -> dict[str, Any]:
-    from core.cache import remember_drawn
-    from core.figures import map_figure, z_values
+    from render.figures import map_figure, z_values
+    from store.cache import remember_drawn
 
     if case.whole_city_cap is not None:
         config = data.config
@@ -179,10 +179,10 @@ def measure(data: Any, case: ViewCase, ticks: int) -> dict[str, Any]:
 
 def live_ticks(label: str, res: int, wanted: int, ticks: int, refresh: float) -> dict[str, Any]:
     """Payload of real ticks: the live demo replaying, one refresh interval per tick."""
-    from core.cache import drawn_values, remember_drawn
-    from core.config import DEMO_CONFIG, load_config
-    from core.figures import changed_cells, map_figure, plan_hexes, value_patch, z_values
-    from core.pipeline import CityData
+    from config.city import DEMO_CONFIG, load_config
+    from render.figures import changed_cells, map_figure, plan_hexes, value_patch, z_values
+    from store.cache import drawn_values, remember_drawn
+    from store.city import CityData
 
     data = CityData.load(load_config(DEMO_CONFIG))
     sources = data.streaming_sources()
@@ -223,9 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     import dash  # noqa: F401  -- the server has it loaded; keep its import out of tick 1
     from flask import Flask
 
-    from core.cache import CACHE
-    from core.config import DEMO_CONFIG, SNAPSHOT_CONFIG, load_config
-    from core.pipeline import CityData
+    from config.city import DEMO_CONFIG, SNAPSHOT_CONFIG, load_config
+    from store.cache import CACHE
+    from store.city import CityData
 
     # Drawn values are remembered in the app's cache, as in the server (SimpleCache).
     server = Flask(__name__)

@@ -33,10 +33,10 @@ def create_fastapi_app(config_path: str | None, websocket: bool) -> object:
     import app as citybrain
     from app import on_callback_error
     from callbacks import register_all
-    from core.config import load_config
-    from core.ingest import IngestEngine
-    from core.layout import build_layout
-    from core.pipeline import CityData
+    from callbacks.layout import build_layout
+    from config.city import load_config
+    from store.city import CityData
+    from store.ingest import IngestEngine
 
     config = load_config(config_path)
     data = CityData.load(config)

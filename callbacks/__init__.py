@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import Dash
 
-from core.pipeline import CityData
+from store.city import CityData
 
 
 def register_all(app: Dash, data: CityData) -> None:

@@ -10,12 +10,12 @@ import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, no_update
 
 from callbacks import ids
+from callbacks.layout import layer_options, overlay_options
 from callbacks.map import replay_moment
 from callbacks.tour import query_flag
-from core.i18n import pick, t
-from core.layout import layer_options, overlay_options
-from core.pipeline import CityData
+from config.i18n import pick, t
 from layers import LAYERS
+from store.city import CityData
 
 #: Assumed map size in pixels when fitting a unit's bounds (the wall and a laptop both
 #: show at least this much map; fitting a little loose is better than cropping).

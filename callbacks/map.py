@@ -1,4 +1,4 @@
-"""The map: viewport tracking, drawing, and picking a cell. Glue only; see core.figures."""
+"""The map: viewport tracking, drawing, and picking a cell. Glue only; see render.figures."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from dash import Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from callbacks import ids
 from callbacks.ops import OPS_OVERLAYS, overlay_traces
-from core.cache import drawn_values, remember_drawn
-from core.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch, z_values
-from core.hexes import from_hex, resolution_for_zoom
-from core.i18n import t
-from core.pipeline import CityData
+from config.i18n import t
+from geo.hexes import from_hex, resolution_for_zoom
+from render.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch, z_values
+from store.cache import drawn_values, remember_drawn
+from store.city import CityData
 
 
 def viewport(relayout: dict[str, Any] | None) -> tuple[float, list[float], list[float] | None] | None:

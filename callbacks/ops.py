@@ -1,6 +1,6 @@
 """The operations panel: events (queues, overdue list, detail, operator actions), sign-in,
 vital signs, alerts (with Acknowledge), the events of a cell, and the events and
-alert-cell overlays of the map. Glue only; see core.ops_layout.
+alert-cell overlays of the map. Glue only; see callbacks.ops_layout.
 
 The event pipeline lives at ``app.server.extensions["citybrain_events"]`` and the
 vital signs at ``["citybrain_signs"]`` (both attached after the callbacks are
@@ -30,9 +30,7 @@ from zoneinfo import ZoneInfo
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from callbacks import ids
-from core.hexes import from_hex
-from core.i18n import t
-from core.ops_layout import (
+from callbacks.ops_layout import (
     MAX_NOTE,
     alerts_panel,
     alerts_traces,
@@ -50,7 +48,9 @@ from core.ops_layout import (
     start_of_day,
     stats_header,
 )
-from ops.events import (
+from config.i18n import t
+from geo.hexes import from_hex
+from ops.events.model import (
     CHANGE_ROLES,
     STATUSES,
     SYSTEM,
@@ -65,17 +65,17 @@ from ops.events import (
 if TYPE_CHECKING:
     from flask import Flask
 
-    from core.pipeline import CityData
-    from ops.alerts import Alert
     from ops.auth import Auth
-    from ops.indicators import IndicatorReading
-    from ops.pipeline import EventPipeline
-    from ops.settings import User
-    from ops.signs_api import VitalSigns
+    from ops.events.pipeline import EventPipeline
+    from ops.events.settings import User
+    from ops.signs.alerts import Alert
+    from ops.signs.indicators import IndicatorReading
+    from ops.signs.service import VitalSigns
+    from store.city import CityData
 
 EVENTS_KEY = "citybrain_events"
 AUTH_KEY = "citybrain_auth"  # ops.auth.EXTENSION_KEY, without importing Flask here
-#: Where the app keeps its :class:`ops.signs_api.VitalSigns` (absent: no vital signs).
+#: Where the app keeps its :class:`ops.signs.service.VitalSigns` (absent: no vital signs).
 SIGNS_KEY = "citybrain_signs"
 #: Statuses an event can still leave: every change touches at least one of these.
 ACTIVE_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "closed")
@@ -203,7 +203,7 @@ def perform_transition(pipeline: EventPipeline, user: User | None, event_id: int
 
 def perform_ack(signs: VitalSigns, user: User | None, alert_id: str) -> Outcome:
     """Acknowledge an alert for a signed-in operator (the role is checked here)."""
-    from ops.indicators import reference_time
+    from ops.signs.indicators import reference_time
 
     if not may_change(user):
         return Outcome(False, "alerts.forbidden")

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 from dash import Dash, Input, Output, html
 
 from callbacks import ids
-from core.hexes import from_hex
-from core.i18n import pick, t
-from core.pipeline import CityData
-from core.profile import area_profile, cell_profile
+from config.i18n import pick, t
+from geo.hexes import from_hex
+from render.profile import area_profile, cell_profile
+from store.city import CityData
 
 
 def _number(value: float | None, decimals: int = 0) -> str:

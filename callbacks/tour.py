@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from callbacks import ids
-from core.i18n import pick
-from core.pipeline import CityData
+from config.i18n import pick
+from store.city import CityData
 
 
 def tour_components() -> list[Any]:

@@ -15,7 +15,7 @@ import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
-from core.config import ConfigError
+from config.city import ConfigError
 from data.base import Adapter, AdapterBase, AdapterContext, Batch, SourceError, normalise
 
 ENTRY_POINT_GROUP = "citybrain.adapters"

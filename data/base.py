@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from core.clock import CityClock
-from core.hexes import index_points
-from data.crs import to_wgs84
+from config.clock import CityClock
+from geo.crs import to_wgs84
+from geo.hexes import index_points
 
 if TYPE_CHECKING:
 
-    from core.config import Source
+    from config.city import Source
     from layers.base import Role
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class AdapterContext:
 
     base_res: int = 10
     timezone: str = "UTC"
-    #: The city clock; replays and simulators run on it (see core.clock).
+    #: The city clock; replays and simulators run on it (see config.clock).
     clock: CityClock = field(default_factory=CityClock)
 
 

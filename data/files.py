@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pandas as pd
 
 from data.base import AdapterBase, Batch, SourceError, normalise
-from data.crs import CHINA_DATUMS
+from geo.crs import CHINA_DATUMS
 
 if TYPE_CHECKING:
-    from core.config import Source
+    from config.city import Source
 
 log = logging.getLogger(__name__)
 

@@ -45,13 +45,13 @@ from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlun
 
 import pandas as pd
 
-from core.config import ConfigError, parse_duration
+from config.city import ConfigError, parse_duration
 from data.base import AdapterBase, AdapterContext, Batch, SourceError, empty_frame
 
 if TYPE_CHECKING:
     import requests
 
-    from core.config import Source
+    from config.city import Source
 
 log = logging.getLogger(__name__)
 

@@ -44,13 +44,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from core.config import ConfigError, parse_duration
+from config.city import ConfigError, parse_duration
 from data.base import AdapterBase, AdapterContext, Batch, SourceError, empty_frame, normalise
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
-    from core.config import Source
+    from config.city import Source
 
 log = logging.getLogger(__name__)
 

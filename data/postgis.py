@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from core.config import ConfigError, parse_duration
+from config.city import ConfigError, parse_duration
 from data.base import AdapterBase, AdapterContext, Batch, SourceError, normalise
-from data.crs import CHINA_DATUMS
+from geo.crs import CHINA_DATUMS
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-    from core.config import Source
+    from config.city import Source
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from core.config import ConfigError, parse_duration
+from config.city import ConfigError, parse_duration
 from data.base import AdapterBase, AdapterContext, Batch
 from data.files import AnyFileAdapter
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 
 if TYPE_CHECKING:
-    from core.config import Source
+    from config.city import Source
 
 FieldKind = Literal["str", "float", "time"]
 Geometry = Literal["point", "area"]

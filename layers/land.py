@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.config import Source
+from config.city import Source
 from layers.base import Layer, Metric, Role
 
 UNITS = Role(

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from ops.settings import User
+from ops.events.settings import User
 
 log = logging.getLogger(__name__)
 

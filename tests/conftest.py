@@ -59,7 +59,7 @@ def _private_events(config, tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_config(tmp_path_factory):
     """The demo city as a snapshot (every source read once): deterministic counts."""
-    from core.config import SNAPSHOT_CONFIG, load_config
+    from config.city import SNAPSHOT_CONFIG, load_config
 
     return _private_events(load_config(SNAPSHOT_CONFIG), tmp_path_factory)
 
@@ -67,14 +67,14 @@ def demo_config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def live_config(tmp_path_factory):
     """The live demo city (replays and simulated telemetry on an accelerated clock)."""
-    from core.config import load_config
+    from config.city import load_config
 
     return _private_events(load_config(), tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def demo_data(demo_config):
-    from core.pipeline import CityData
+    from store.city import CityData
 
     return CityData.load(demo_config)
 

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from core.config import parse_config
+from config.city import parse_config
 from data import AdapterContext, get_adapter_class
 from tests.contract.sample import all_rows, source_table
 

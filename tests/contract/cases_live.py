@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core.clock import CityClock
-from core.config import parse_config
+from config.city import parse_config
+from config.clock import CityClock
 from data import AdapterContext, get_adapter_class
 from tests.contract.sample import BAD_ROWS, GOOD_ROWS, all_rows, source_table
 from tests.contract.test_adapter_contract import Expect

@@ -35,8 +35,8 @@ def live_config_file(tmp_path: Path) -> Iterator[Path]:
 
 def assert_page_holds_what_the_server_sent(page, timeout: float = 15.0) -> None:
     """The hexagon values in the page hash to the digest the server put on the status chip."""
-    from core.cache import drawn_key
-    from core.figures import z_values
+    from render.figures import z_values
+    from store.cache import drawn_key
 
     deadline = time.monotonic() + timeout
     seen = None

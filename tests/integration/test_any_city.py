@@ -512,7 +512,7 @@ def test_the_same_city_from_postgis_and_mqtt(files_app: str, testburg: Synthetic
 def test_a_chinese_city_with_gcj02_and_bd09_coordinates(tmp_path: Path) -> None:
     """Ceshi Town: requests with Chinese headers in GCJ-02, shops in BD-09, land in EPSG:4547."""
     from app import create_app
-    from core.config import load_config
+    from config.city import load_config
 
     city = write_city(tmp_path / "city", CESHI, cache_dir=tmp_path / "cache")
     app = create_app(load_config(city.config_path), start_ingest=False)
@@ -550,7 +550,7 @@ def _rst_to_markdown(text: str) -> str:
 
 def layers_reference() -> str:
     """Roles and mappable keys per layer, and the metrics each layer offers, from ``LAYERS``."""
-    from core.config import Source
+    from config.city import Source
     from layers import LAYERS
 
     kinds = {"time": " (time)", "float": " (number)"}
@@ -625,7 +625,7 @@ def test_new_city_doc_is_generated_from_the_registries() -> None:
 
 
 def test_new_city_doc_names_every_config_key() -> None:
-    from core import config
+    from config import city as config
 
     text = DOC.read_text(encoding="utf-8")
     tables = {"[city]": config._CITY_KEYS, "[map]": config._MAP_KEYS,

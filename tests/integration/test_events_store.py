@@ -18,7 +18,7 @@ import h3
 import pandas as pd
 import pytest
 
-from ops import (
+from ops.events import (
     ConflictError,
     EventPipeline,
     EventsSettings,
@@ -26,7 +26,7 @@ from ops import (
     open_store,
     parse_events_settings,
 )
-from ops.events import apply_transition
+from ops.events.model import apply_transition
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BASE = h3.latlng_to_cell(40.7500, -73.9900, 9)

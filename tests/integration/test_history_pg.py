@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.api import health_document
-from core.config import ConfigError, parse_config
-from core.history import PostgresHistory
-from core.pipeline import CityData
+from api.cells import health_document
+from config.city import ConfigError, parse_config
 from layers import LAYERS
+from store.city import CityData
+from store.history import PostgresHistory
 from tests.conftest import free_port, require
 from tests.pgtools import PrivatePostgres, throwaway_schema
 from tests.unit.test_live import CITY, REQUESTS_311
@@ -155,7 +155,7 @@ def small_frame(ids: list[str], minutes: list[float], start: pd.Timestamp) -> pd
 
 def test_retention_deletes_old_versions_and_every_dtype_comes_back(
         history_table: str, postgres_dsn: str) -> None:
-    from core.live import LiveStore
+    from store.live import LiveStore
 
     start = pd.Timestamp("2024-05-01 08:00", tz="UTC")
     clock = {"now": start}

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core.config import parse_config
+from config.city import parse_config
 from data import AdapterContext, SourceError, get_adapter_class
 from tests.conftest import free_port
 from tests.http_fixtures import (
@@ -86,7 +86,7 @@ def _now() -> datetime:
      "unknown key"),
 ])
 def test_option_mistakes_fail_at_load(tmp_path: Path, table: dict[str, Any], message: str) -> None:
-    from core.config import ConfigError
+    from config.city import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         parse_config({"city": CITY, "sources": [table]}, tmp_path)
@@ -440,7 +440,7 @@ def test_outage_keeps_rows_and_recovers(tmp_path: Path, servers: list[ApiServer]
                                         kind: str) -> None:
     """A failing server leaves the layer's rows in place with the error in health; when
     it answers again the next refresh brings the new data."""
-    from core.pipeline import CityData
+    from store.city import CityData
 
     server, table = _serve(kind, servers)
     config = parse_config({"city": CITY, "cache": {"directory": str(tmp_path)},

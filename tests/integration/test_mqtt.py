@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import ConfigError, parse_config
+from config.city import ConfigError, parse_config
 from data import AdapterContext, SourceError, get_adapter_class
 from data.mqtt import MqttAdapter, forget_session
 from tests.conftest import free_port, port_open, require
@@ -375,7 +375,7 @@ def test_unreachable_broker_is_a_source_error(make_adapter: Any) -> None:
 
 def test_broker_outage_marks_the_source_stale_and_recovers(
         private_broker: Any, tmp_path: Path) -> None:
-    from core.pipeline import CityData
+    from store.city import CityData
 
     broker = private_broker()
     # Current times: the app keeps a streaming source's rows in a window up to now.

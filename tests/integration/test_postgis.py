@@ -15,7 +15,7 @@ from typing import Any
 import h3
 import pytest
 
-from core.config import ConfigError, parse_config
+from config.city import ConfigError, parse_config
 from data import AdapterContext, SourceError, get_adapter_class
 from tests.conftest import free_port, require
 from tests.contract.sample import GOOD_ROWS
@@ -385,7 +385,7 @@ def test_outage_is_reported_and_recovered_from(tmp_path: Path) -> None:
     its rows; start it again: the adapter reconnects by itself."""
     import psycopg
 
-    from core.pipeline import CityData
+    from store.city import CityData
 
     ok, reason = PrivatePostgres.available()
     require(ok, reason)

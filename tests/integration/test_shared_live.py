@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import ConfigError, parse_config
-from core.ingest import IngestEngine
-from core.shared import Entry, SharedLive, decode_frame, encode_frame, shared_mode
+from config.city import ConfigError, parse_config
 from data import AdapterContext, get_adapter_class
+from store.ingest import IngestEngine
+from store.replication import Entry, SharedLive, decode_frame, encode_frame, shared_mode
 from tests.conftest import REPO, free_port, port_open, require, wait_for_http
 
 pytestmark = pytest.mark.service

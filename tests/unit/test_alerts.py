@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from flask import Flask
 
-from core.config import ConfigError
-from ops.alerts import AlertBook, check_rule
-from ops.indicators import IndicatorHistory, evaluate
-from ops.ops_settings import parse_indicators, parse_rule, parse_rules
-from ops.signs_api import VitalSigns, create_signs_blueprint
+from config.city import ConfigError
+from ops.signs.alerts import AlertBook, check_rule
+from ops.signs.indicators import IndicatorHistory, evaluate
+from ops.signs.service import VitalSigns, create_signs_blueprint
+from ops.signs.settings import parse_indicators, parse_rule, parse_rules
 from tests.unit.test_indicators import (
     T0,
     ManualClock,
@@ -333,8 +333,8 @@ def test_signs_and_alerts_api(tmp_path: Path) -> None:
 
 
 def test_floor_threshold_alert_says_below() -> None:
-    from ops.alerts import Finding, _message
-    from ops.ops_settings import parse_rules
+    from ops.signs.alerts import Finding, _message
+    from ops.signs.settings import parse_rules
 
     rule = parse_rules([{"name": "r", "kind": "threshold", "indicator": "x"}],
                        (_floor_indicator(),))[0]
@@ -344,7 +344,7 @@ def test_floor_threshold_alert_says_below() -> None:
 
 
 def _floor_indicator():
-    from ops.ops_settings import parse_indicators
+    from ops.signs.settings import parse_indicators
 
     return parse_indicators([{"name": "x", "layer": "things", "kind": "share",
                               "where": {"status": ["online"]},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import h3
 import pytest
 
-from core.figures import MapView, map_figure
 from layers import LAYERS
+from render.figures import MapView, map_figure
 
 DEFAULT_METRIC = {"people": "residents", "enterprises": "enterprises", "land": "units",
                   "things": "things", "government": "requests"}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, load_config, parse_config
+from config.city import ConfigError, load_config, parse_config
 
 BOSTON = """
 [city]

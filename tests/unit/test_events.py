@@ -18,8 +18,9 @@ import pytest
 from flask import Flask
 from werkzeug.security import generate_password_hash
 
-from core.config import ConfigError
-from ops import (
+from api.events import create_events_blueprint
+from config.city import ConfigError
+from ops.events import (
     ConflictError,
     EventPipeline,
     PermissionDenied,
@@ -27,9 +28,8 @@ from ops import (
     parse_events_settings,
     parse_users,
 )
-from ops.api import create_events_blueprint
-from ops.events import CategoryRules
-from ops.store import cell_ranges
+from ops.events.model import CategoryRules
+from ops.events.store import cell_ranges
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "cities" / "nyc" / "data"

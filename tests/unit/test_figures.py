@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core.figures import MapView, map_figure, map_style
+from render.figures import MapView, map_figure, map_style
 
 MANHATTAN = (-74.02, 40.70, -73.93, 40.80)
 
@@ -108,8 +108,8 @@ def test_ticks_send_only_changed_values_and_rebuild_the_exact_map(live_config) -
     exactly the new figure's values — with one assignment per changed cell."""
     import numpy as np
 
-    from core.figures import plan_hexes, value_patch, z_values
-    from core.pipeline import CityData
+    from render.figures import plan_hexes, value_patch, z_values
+    from store.city import CityData
 
     data = CityData.load(live_config)
     sources = data.streaming_sources()
@@ -140,7 +140,7 @@ def test_ticks_send_only_changed_values_and_rebuild_the_exact_map(live_config) -
 
 def test_value_patch_sends_the_whole_list_when_that_is_shorter_or_nothing_is_known(
         demo_data) -> None:
-    from core.figures import plan_hexes, value_patch, z_values
+    from render.figures import plan_hexes, value_patch, z_values
 
     plan = plan_hexes(demo_data, MapView(hex_layer="people", zoom=10))
     everything_changed = z_values(plan.z) + 1
@@ -156,7 +156,7 @@ def test_value_patch_sends_the_whole_list_when_that_is_shorter_or_nothing_is_kno
 def test_drawn_values_are_shared_by_content_and_expire(demo_app) -> None:
     import numpy as np
 
-    from core.cache import CACHE, drawn_values, remember_drawn
+    from store.cache import CACHE, drawn_values, remember_drawn
 
     values = np.array([1.0, np.nan, 3.5])
     with demo_app.server.app_context():

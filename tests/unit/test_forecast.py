@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ops.forecast import Forecast, forecast, naive_forecast
+from ops.signs.forecast import Forecast, forecast, naive_forecast
 
 T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
 

@@ -4,7 +4,7 @@ import h3
 import numpy as np
 import pytest
 
-from core.hexes import (
+from geo.hexes import (
     cell_ring,
     cells_geojson,
     from_hex,
@@ -39,10 +39,10 @@ def test_batch_indexer_is_built_in_ci() -> None:
     """The C loop is what the ingest benchmark measures; CI must not test only the fallback."""
     import os
 
-    import core.hexes
+    import geo.hexes
 
-    if core.hexes._BATCH is None:
-        message = "core._h3batch is not built or not bound (see setup.py); indexing is slow"
+    if geo.hexes._BATCH is None:
+        message = "geo._h3batch is not built or not bound (see setup.py); indexing is slow"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -56,7 +56,7 @@ def test_index_points_equals_h3_everywhere_and_at_ties(res: int, indexer: str,
     the vertices of res-0 cells, where a point is on three cells' edges at once (a
     reimplementation of H3 can break those ties differently; this one cannot)."""
     if indexer == "python":
-        monkeypatch.setattr("core.hexes._BATCH", None)
+        monkeypatch.setattr("geo.hexes._BATCH", None)
     rng = np.random.default_rng(res)
     z = rng.uniform(-1, 1, 20_000)
     lat = [np.degrees(np.arcsin(z))]

@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import ConfigError, parse_config
-from core.pipeline import CityData
+from config.city import ConfigError, parse_config
 from data.base import normalise
 from layers import LAYERS
-from ops.indicators import (
+from ops.signs.indicators import (
     IndicatorHistory,
     baseline,
     current,
@@ -30,7 +29,8 @@ from ops.indicators import (
     series,
     values_at,
 )
-from ops.ops_settings import Thresholds, parse_indicator, parse_indicators, parse_ops_settings
+from ops.signs.settings import Thresholds, parse_indicator, parse_indicators, parse_ops_settings
+from store.city import CityData
 
 REPO = Path(__file__).resolve().parents[2]
 CITY = {"name": "Test City", "center": {"lat": 40.7, "lon": -74.0}, "timezone": "UTC"}

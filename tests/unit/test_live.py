@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.clock import CityClock
-from core.config import parse_config
-from core.ingest import IngestEngine
-from core.live import IncrementalTotals, LiveStore
-from core.pipeline import CityData, aggregate
+from config.city import parse_config
+from config.clock import CityClock
 from layers import LAYERS
+from store.city import CityData, aggregate
+from store.ingest import IngestEngine
+from store.live import IncrementalTotals, LiveStore
 
 T0 = pd.Timestamp("2024-01-01 12:00", tz="UTC")
 COUNT = LAYERS["government"].metric("requests")
@@ -214,7 +214,7 @@ def test_history_log_bound_does_not_stop_ingest() -> None:
 
 
 def test_ids_in_matches_isin() -> None:
-    from core.live import ids_in
+    from store.live import ids_in
 
     values = pd.Series(["a", "b", None, "d"], dtype="str")
     lookup = pd.Series(["b", "d", "x"], dtype="str")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from pyproj import Transformer
 
-from core.config import parse_config
+from config.city import parse_config
 from data import AdapterContext, SourceError, normalise
-from data.crs import bd09_to_gcj02, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_gcj02
+from geo.crs import bd09_to_gcj02, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_gcj02
 from layers import LAYERS
 
 CITY = {"name": "T", "center": {"lat": 40.7, "lon": -74.0}, "timezone": "America/New_York"}
@@ -133,7 +133,7 @@ def test_ambiguous_dst_hour_and_epoch_text_are_times(tmp_path: Path) -> None:
 
 
 def test_bd09_inverse_is_exact() -> None:
-    from data.crs import bd09_to_gcj02_exact
+    from geo.crs import bd09_to_gcj02_exact
 
     lon, lat = np.array([116.404, 121.4737]), np.array([39.915, 31.2304])
     b_lon, b_lat = gcj02_to_bd09(lon, lat)

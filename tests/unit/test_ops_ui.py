@@ -2,7 +2,7 @@
 public text as text, operator actions on a real SQLite store, vital signs and alerts.
 
 Rendering is checked on the Dash component trees the callbacks return; operator
-actions go through :class:`ops.pipeline.EventPipeline` on a real SQLite file; the
+actions go through :class:`ops.events.pipeline.EventPipeline` on a real SQLite file; the
 server-side role check is exercised through the app's real Dash endpoint.
 """
 
@@ -35,7 +35,7 @@ from callbacks.ops import (
     perform_transition,
     signs_fingerprint,
 )
-from core.ops_layout import (
+from callbacks.ops_layout import (
     EVENT_COLOURS,
     action_form,
     action_key,
@@ -53,13 +53,13 @@ from core.ops_layout import (
     sparkline_svg,
     stats_header,
 )
-from ops import EventPipeline, parse_events_settings
-from ops.alerts import Alert
-from ops.events import TRANSITIONS, AuditEntry, Event, Report, summary
-from ops.forecast import Forecast
-from ops.indicators import IndicatorReading
-from ops.ops_settings import Thresholds
-from ops.settings import User
+from ops.events import EventPipeline, parse_events_settings
+from ops.events.model import TRANSITIONS, AuditEntry, Event, Report, summary
+from ops.events.settings import User
+from ops.signs.alerts import Alert
+from ops.signs.forecast import Forecast
+from ops.signs.indicators import IndicatorReading
+from ops.signs.settings import Thresholds
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -163,7 +163,7 @@ def pipeline(tmp_path: Path) -> Iterator[EventPipeline]:
 # ------------------------------------------------------------- roles & actions
 @pytest.mark.parametrize("status", list(TRANSITIONS))
 def test_only_an_operator_is_offered_the_next_states(status: str) -> None:
-    from core.ops_layout import allowed_actions
+    from callbacks.ops_layout import allowed_actions
 
     assert allowed_actions(status, "operator") == TRANSITIONS[status]
     for role in ("viewer", "exhibition", "system", None, "admin"):
@@ -444,7 +444,7 @@ def test_alerts_panel_acknowledge_for_operators_and_cleared_greyed() -> None:
 
 
 def test_only_an_operator_acknowledges_a_real_alert(demo_data: Any) -> None:
-    from ops.signs_api import VitalSigns
+    from ops.signs.service import VitalSigns
 
     signs = VitalSigns.from_config(demo_data, tomllib.loads(OPS_TOML), with_forecast=False)
     signs.refresh()

@@ -16,9 +16,9 @@ import pytest
 from shapely.geometry import Polygon
 from shapely.ops import unary_union
 
-from core.hexes import parents
-from core.pipeline import aggregate
+from geo.hexes import parents
 from layers import LAYERS
+from store.city import aggregate
 
 DATA = Path(__file__).resolve().parents[2] / "cities" / "nyc" / "data"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from callbacks.tour import query_flag
-from core.config import ConfigError, parse_config
+from config.city import ConfigError, parse_config
 
 CITY = {"name": "T", "center": {"lat": 1, "lon": 2}}
 

@@ -1,0 +1,575 @@
+"""City configuration: TOML in, a validated frozen object out.
+
+Every table and key is checked. An unknown key, layer, role or adapter is a
+:class:`ConfigError` that names the valid choices, so a typo in a city's config
+fails at start-up with a message an operator can act on, not as a blank layer
+later. Secrets never live in the file: a source names the environment variable
+that holds them (``password_env = "CITY_DB_PASSWORD"``).
+
+Example::
+
+    config = load_config("cities/nyc/city.toml")
+    config.city.name            # "New York City"
+    config.sources[0].adapter   # "parquet"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO_ROOT / "cities" / "nyc" / "city.toml"
+SNAPSHOT_CONFIG = REPO_ROOT / "cities" / "nyc" / "snapshot.toml"
+
+Language = Literal["zh-CN", "en"]
+Theme = Literal["dark", "light"]
+LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
+THEMES: tuple[Theme, ...] = ("dark", "light")
+
+
+class ConfigError(ValueError):
+    """The city config is invalid; the message says where and what is valid."""
+
+
+def _check_keys(where: str, table: Mapping[str, Any], valid: set[str] | frozenset[str]) -> None:
+    unknown = sorted(set(table) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys are: {', '.join(sorted(valid))}"
+        )
+
+
+def _require(where: str, table: Mapping[str, Any], key: str) -> Any:
+    if key not in table:
+        raise ConfigError(f"{where}: missing required key {key!r}")
+    return table[key]
+
+
+def _choice(where: str, value: Any, valid: tuple[str, ...] | list[str], what: str) -> str:
+    if value not in valid:
+        raise ConfigError(f"{where}: unknown {what} {value!r}; valid {what}s are: {', '.join(valid)}")
+    return str(value)
+
+
+def _number(where: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{where}: {value!r} is outside [{lo}, {hi}]")
+    return float(value)
+
+
+def parse_duration(where: str, value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"2h"`` or ``"7d"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if isinstance(value, str) and value[-1:] in units:
+        try:
+            return float(value[:-1]) * units[value[-1]]
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected a duration like 90, '90s', '15m', '2h' or '7d', got {value!r}")
+
+
+@dataclass(frozen=True)
+class CityInfo:
+    name: str
+    name_zh: str
+    center_lat: float
+    center_lon: float
+    zoom: float
+    timezone: str = "UTC"
+    language: Language = "zh-CN"
+    theme: Theme = "dark"
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """How the map chooses H3 resolutions and how much it may send to a browser."""
+
+    base_res: int = 10
+    #: (minimum zoom, resolution) steps, ascending; the last step whose zoom is reached wins.
+    res_by_zoom: tuple[tuple[float, int], ...] = ((0.0, 7), (9.0, 8), (11.5, 9), (12.75, 10))
+    #: From this zoom on, point layers are drawn as single points.
+    points_zoom: float = 14.5
+    max_hexes: int = 10_000
+    max_points: int = 100_000
+    #: Optional raster tile URL template ({z}/{x}/{y}); empty means no base map tiles.
+    tile_url: str = ""
+    tile_attribution: str = ""
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    type: Literal["SimpleCache", "RedisCache", "NullCache"] = "SimpleCache"
+    #: Name of the environment variable holding the Redis URL (never the URL itself).
+    redis_url_env: str = "CITYBRAIN_REDIS_URL"
+    default_timeout: int = 300
+    #: Where derived data (cell apportionments) is cached on disk.
+    directory: str = ".cache/citybrain"
+    #: Prefix of every Redis key (cache entries and shared live state), so that
+    #: several deployments can share one Redis.
+    key_prefix: str = "citybrain:"
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the live city runs: the clock, refresh and ingest cadence, window bounds."""
+
+    #: City-clock speed: 1 is real time; a demo replay runs faster (e.g. 60).
+    speed: float = 1.0
+    #: How often open pages refresh (seconds).
+    refresh: float = 3.0
+    #: How often streaming sources are polled by the ingest engine (seconds).
+    ingest_interval: float = 1.0
+    #: How often snapshot sources are re-checked for changes (seconds).
+    reload: float = 60.0
+    #: Default live window and history kept for replay (city seconds), and row bound.
+    window: float = 24 * 3600.0
+    history: float = 24 * 3600.0
+    max_rows: int = 500_000
+    #: Freshness threshold for streaming sources without their own ``stale_after``.
+    stale_after: float = 60.0
+    #: How several worker processes share the live state (see store.replication): "redis"
+    #: (one process ingests, the others replicate), "off" (each process on its own),
+    #: or "auto" (redis when the cache is RedisCache).
+    shared: Literal["auto", "off", "redis"] = "auto"
+    #: Where the replay history is also kept (see store.history): "memory" (only the
+    #: ``history`` above) or "postgresql" (every version, for ``history_retention``).
+    history_store: Literal["memory", "postgresql"] = "memory"
+    #: Name of the environment variable holding the history DSN (never the DSN itself).
+    history_dsn_env: str = "CITYBRAIN_HISTORY_DSN"
+    #: Table of the PostgreSQL history, optionally schema-qualified ("ops.history").
+    history_table: str = "citybrain_history"
+    #: How long PostgreSQL keeps versions (city seconds of ``received``).
+    history_retention: float = 30 * 86400.0
+    #: Rows the history writer holds while PostgreSQL is unreachable; more are dropped
+    #: (and counted in /api/health).
+    history_backlog: int = 500_000
+
+
+@dataclass(frozen=True)
+class TourStep:
+    """One stop of the exhibition tour: what to show, for how long, and what to say."""
+
+    layer: str
+    seconds: float
+    caption_zh: str
+    caption_en: str
+    metric: str | None = None
+    #: Drill to this unit of the top boundary level (None: the whole city).
+    district: str | None = None
+    overlays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """One level of administrative boundaries (e.g. borough, then neighbourhood)."""
+
+    path: Path
+    name_field: str
+    level: str
+    title_zh: str
+    title_en: str
+    id_field: str | None = None
+    #: Field holding the name of the enclosing unit one level up, for drill-down.
+    parent_field: str | None = None
+    #: The file's CRS when it does not declare one (or GCJ-02 / BD-09, which no file can).
+    crs: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data source feeding one layer; ``fields`` maps normalised names to source columns."""
+
+    name: str
+    layer: str
+    role: str
+    adapter: str
+    title_zh: str
+    title_en: str
+    fields: Mapping[str, str]
+    options: Mapping[str, Any]
+    base_dir: Path
+    crs: str = "EPSG:4326"
+    where: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    attribution: str = ""
+    simulated: bool = False
+    stale_after: float | None = None
+    #: Live window and row bound for streaming sources (None: the [live] defaults).
+    window: float | None = None
+    max_rows: int | None = None
+
+    def path(self, key: str = "path") -> Path:
+        """An option naming a file, resolved against the config file's folder."""
+        return (self.base_dir / str(self.options[key])).resolve()
+
+
+@dataclass(frozen=True)
+class CityConfig:
+    city: CityInfo
+    map: MapSettings
+    cache: CacheSettings
+    live: LiveSettings
+    boundaries: tuple[Boundary, ...]
+    sources: tuple[Source, ...]
+    attributions: tuple[str, ...]
+    path: Path | None = None
+    #: The event pipeline (ops.events.settings.EventsSettings) and its users; None: no pipeline.
+    events: Any = None
+    users: tuple[Any, ...] = ()
+    #: The self-running exhibition tour (``?tour=1``); empty: none configured.
+    tour: tuple[TourStep, ...] = ()
+    #: Vital-sign indicators and early-warning rules (ops.signs.settings.OpsSettings).
+    ops: Any = None
+
+    def sources_for(self, layer: str) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.layer == layer)
+
+
+_CITY_KEYS = {"name", "name_zh", "center", "zoom", "timezone", "language", "theme", "attributions"}
+_MAP_KEYS = {"base_res", "res_by_zoom", "points_zoom", "max_hexes", "max_points", "tile_url",
+             "tile_attribution"}
+_CACHE_KEYS = {"type", "redis_url_env", "default_timeout", "directory", "key_prefix"}
+_BOUNDARY_KEYS = {"path", "name_field", "level", "title_zh", "title_en", "id_field", "parent_field",
+                  "crs"}
+#: Keys every source may have, whatever its adapter and layer.
+SOURCE_COMMON_KEYS = frozenset({
+    "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
+    "simulated", "stale_after", "window", "max_rows",
+})
+_LIVE_KEYS = {"speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
+              "stale_after", "shared", "history_store", "history_dsn_env", "history_table",
+              "history_retention", "history_backlog"}
+SHARED_MODES = ("auto", "off", "redis")
+HISTORY_STORES = ("memory", "postgresql")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A table name, optionally schema-qualified; short enough for the index names built on it.
+_TABLE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+def _parse_city(table: Mapping[str, Any]) -> CityInfo:
+    where = "[city]"
+    _check_keys(where, table, _CITY_KEYS)
+    center = _require(where, table, "center")
+    if not isinstance(center, Mapping):
+        raise ConfigError(f"{where}.center: expected {{ lat = …, lon = … }}")
+    _check_keys(f"{where}.center", center, {"lat", "lon"})
+    return CityInfo(
+        name=str(_require(where, table, "name")),
+        name_zh=str(table.get("name_zh", table["name"])),
+        center_lat=_number(f"{where}.center.lat", _require(where, center, "lat"), -90, 90),
+        center_lon=_number(f"{where}.center.lon", _require(where, center, "lon"), -180, 180),
+        zoom=_number(f"{where}.zoom", table.get("zoom", 10), 0, 22),
+        timezone=str(table.get("timezone", "UTC")),
+        language=_choice(f"{where}.language", table.get("language", "zh-CN"), LANGUAGES,
+                         "language"),  # type: ignore[arg-type]
+        theme=_choice(f"{where}.theme", table.get("theme", "dark"), THEMES, "theme"),  # type: ignore[arg-type]
+    )
+
+
+def _parse_map(table: Mapping[str, Any]) -> MapSettings:
+    where = "[map]"
+    _check_keys(where, table, _MAP_KEYS)
+    defaults = MapSettings()
+    steps = defaults.res_by_zoom
+    if "res_by_zoom" in table:
+        raw = table["res_by_zoom"]
+        try:
+            steps = tuple((float(z), int(r)) for z, r in raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.res_by_zoom: expected [[zoom, res], …], got {raw!r}") from exc
+        if [z for z, _ in steps] != sorted(z for z, _ in steps) or not steps:
+            raise ConfigError(f"{where}.res_by_zoom: zoom steps must be ascending")
+    base_res = int(_number(f"{where}.base_res", table.get("base_res", defaults.base_res), 5, 12))
+    for _, res in steps:
+        if not 0 <= res <= base_res:
+            raise ConfigError(f"{where}.res_by_zoom: resolution {res} is outside [0, base_res={base_res}]")
+    return MapSettings(
+        base_res=base_res,
+        res_by_zoom=steps,
+        points_zoom=_number(f"{where}.points_zoom", table.get("points_zoom", defaults.points_zoom), 0, 24),
+        max_hexes=int(_number(f"{where}.max_hexes", table.get("max_hexes", defaults.max_hexes), 1)),
+        max_points=int(_number(f"{where}.max_points", table.get("max_points", defaults.max_points), 1)),
+        tile_url=str(table.get("tile_url", "")),
+        tile_attribution=str(table.get("tile_attribution", "")),
+    )
+
+
+def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
+    where = "[cache]"
+    _check_keys(where, table, _CACHE_KEYS)
+    defaults = CacheSettings()
+    return CacheSettings(
+        type=_choice(f"{where}.type", table.get("type", defaults.type),
+                     ("SimpleCache", "RedisCache", "NullCache"), "cache type"),  # type: ignore[arg-type]
+        redis_url_env=str(table.get("redis_url_env", defaults.redis_url_env)),
+        default_timeout=int(table.get("default_timeout", defaults.default_timeout)),
+        directory=str(table.get("directory", defaults.directory)),
+        key_prefix=str(table.get("key_prefix", defaults.key_prefix)),
+    )
+
+
+def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
+    where = "[live]"
+    _check_keys(where, table, _LIVE_KEYS)
+    d = LiveSettings()
+
+    def duration(key: str, default: float) -> float:
+        return parse_duration(f"{where}.{key}", table[key]) if key in table else default
+
+    return LiveSettings(
+        speed=_number(f"{where}.speed", table.get("speed", d.speed), 0.001, 100_000),
+        refresh=duration("refresh", d.refresh),
+        ingest_interval=duration("ingest_interval", d.ingest_interval),
+        reload=duration("reload", d.reload),
+        window=duration("window", d.window),
+        history=duration("history", d.history),
+        max_rows=int(_number(f"{where}.max_rows", table.get("max_rows", d.max_rows), 1)),
+        stale_after=duration("stale_after", d.stale_after),
+        shared=_choice(f"{where}.shared", table.get("shared", d.shared), SHARED_MODES,
+                       "sharing mode"),  # type: ignore[arg-type]
+        history_store=_choice(f"{where}.history_store", table.get("history_store", d.history_store),
+                              HISTORY_STORES, "history store"),  # type: ignore[arg-type]
+        history_dsn_env=_env_name(f"{where}.history_dsn_env",
+                                  table.get("history_dsn_env", d.history_dsn_env)),
+        history_table=_table_name(f"{where}.history_table",
+                                  table.get("history_table", d.history_table)),
+        history_retention=_positive_duration(f"{where}.history_retention",
+                                             table.get("history_retention", d.history_retention)),
+        history_backlog=int(_number(f"{where}.history_backlog",
+                                    table.get("history_backlog", d.history_backlog), 1)),
+    )
+
+
+def _env_name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: expected the name of an environment variable (the DSN itself "
+                          f"never goes in the file), got {value!r}")
+    return value
+
+
+def _table_name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TABLE_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: expected a table name like 'citybrain_history' or "
+                          f"'schema.table' (letters, digits, _; at most 40 characters), "
+                          f"got {value!r}")
+    return value
+
+
+def _positive_duration(where: str, value: Any) -> float:
+    seconds = parse_duration(where, value)
+    if seconds <= 0:
+        raise ConfigError(f"{where}: must be positive, got {value!r}")
+    return seconds
+
+
+_TOUR_KEYS = {"layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en"}
+
+
+def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
+    from layers import LAYERS
+
+    if not isinstance(steps, list):
+        raise ConfigError("[[tour]]: expected an array of tables")
+    out = []
+    for index, step in enumerate(steps):
+        where = f"[[tour]] #{index + 1}"
+        _check_keys(where, step, _TOUR_KEYS)
+        layer = _choice(f"{where}.layer", _require(where, step, "layer"), list(LAYERS), "layer")
+        metric = step.get("metric")
+        if metric is not None:
+            try:
+                LAYERS[layer].metric(str(metric), ())
+            except KeyError:
+                if not str(metric).count(":"):  # per-source metrics are checked at run time
+                    raise ConfigError(f"{where}.metric: unknown metric {metric!r} for layer "
+                                      f"{layer!r}") from None
+        overlays = tuple(str(o) for o in step.get("overlays", []))
+        for overlay in overlays:
+            _choice(f"{where}.overlays", overlay, list(LAYERS), "layer")
+        caption_en = str(step.get("caption_en", ""))
+        out.append(TourStep(
+            layer=layer,
+            metric=None if metric is None else str(metric),
+            district=None if step.get("district") is None else str(step["district"]),
+            overlays=overlays,
+            seconds=parse_duration(f"{where}.seconds", step.get("seconds", 20)),
+            caption_zh=str(step.get("caption_zh", caption_en)),
+            caption_en=caption_en,
+        ))
+    return tuple(out)
+
+
+def _parse_ops(raw: Mapping[str, Any], sources: tuple[Source, ...]) -> Any:
+    if "indicators" not in raw and "rules" not in raw:
+        return None
+    from ops.signs.settings import parse_ops_settings
+
+    return parse_ops_settings(raw, sources)
+
+
+def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
+    where = f"[[boundaries]] #{index + 1}"
+    _check_keys(where, table, _BOUNDARY_KEYS)
+    if table.get("crs") is not None:
+        from geo.crs import check_crs
+
+        check_crs(f"{where}.crs", str(table["crs"]))
+    level = str(table.get("level", f"level{index + 1}"))
+    return Boundary(
+        path=(base_dir / str(_require(where, table, "path"))).resolve(),
+        name_field=str(_require(where, table, "name_field")),
+        level=level,
+        title_zh=str(table.get("title_zh", table.get("title_en", level))),
+        title_en=str(table.get("title_en", level)),
+        id_field=table.get("id_field"),
+        parent_field=table.get("parent_field"),
+        crs=None if table.get("crs") is None else str(table["crs"]),
+    )
+
+
+def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Source:
+    # Imported here: the registries import this module for ConfigError.
+    from data import adapter_names, get_adapter_class
+    from layers import LAYERS
+
+    layer_id = str(_require(f"[[sources]] #{index + 1}", table, "layer"))
+    name = str(table.get("name", f"{layer_id}-{index + 1}"))
+    where = f"[[sources]] {name!r}"
+    _choice(f"{where}.layer", layer_id, list(LAYERS), "layer")
+    layer = LAYERS[layer_id]
+    role_name = str(table.get("role", layer.default_role))
+    role = layer.roles.get(role_name)
+    if role is None:
+        raise ConfigError(f"{where}.role: unknown role {role_name!r} for layer {layer_id!r}; "
+                          f"valid roles are: {', '.join(layer.roles)}")
+    adapter_name = str(_require(where, table, "adapter"))
+    _choice(f"{where}.adapter", adapter_name, adapter_names(), "adapter")
+    adapter = get_adapter_class(adapter_name)
+    field_keys = set(role.field_names())
+    _check_keys(where, table, SOURCE_COMMON_KEYS | field_keys | set(adapter.options))
+    for option in adapter.required_options:
+        _require(where, table, option)
+    check = getattr(adapter, "check_options", None)
+    if check is not None:  # adapter-specific validation, at load time not first read
+        check(where, {k: v for k, v in table.items() if k in adapter.options},
+              {k: v for k, v in table.items() if k in field_keys})
+    where_filter = table.get("where", {})
+    if not isinstance(where_filter, Mapping):
+        raise ConfigError(f"{where}.where: expected a table of column = [values]")
+    stale_after = table.get("stale_after")
+    window = table.get("window")
+    return Source(
+        name=name,
+        layer=layer_id,
+        role=role_name,
+        adapter=adapter_name,
+        title_zh=str(table.get("title_zh", table.get("title_en", name))),
+        title_en=str(table.get("title_en", name)),
+        fields={k: str(v) for k, v in table.items() if k in field_keys},
+        options={k: v for k, v in table.items() if k in adapter.options},
+        base_dir=base_dir,
+        crs=str(table.get("crs", "EPSG:4326")),
+        where={str(k): tuple(v if isinstance(v, list) else [v]) for k, v in where_filter.items()},
+        attribution=str(table.get("attribution", "")),
+        simulated=bool(table.get("simulated", False)),
+        stale_after=None if stale_after is None else parse_duration(f"{where}.stale_after", stale_after),
+        window=None if window is None else parse_duration(f"{where}.window", window),
+        max_rows=None if "max_rows" not in table else int(
+            _number(f"{where}.max_rows", table["max_rows"], 1)),
+    )
+
+
+def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
+    """Validate a parsed TOML document; paths resolve against ``base_dir``."""
+    _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
+                                "events", "users", "tour", "indicators", "rules"})
+    city_table = _require("config", raw, "city")
+    sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
+    names = [s.name for s in sources]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"[[sources]]: duplicate source name(s): {', '.join(duplicates)}")
+    for source in sources:
+        from geo.crs import check_crs
+
+        check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
+    attributions = tuple(str(a) for a in city_table.get("attributions", []))
+    events = users = None
+    if "events" in raw or "users" in raw:
+        from ops.events.settings import parse_events_settings, parse_users
+
+        events = parse_events_settings(raw.get("events", {}), base_dir) if "events" in raw else None
+        users = parse_users(raw.get("users", []))
+    return CityConfig(
+        city=_parse_city(city_table),
+        map=_parse_map(raw.get("map", {})),
+        cache=_parse_cache(raw.get("cache", {})),
+        live=_parse_live(raw.get("live", {})),
+        boundaries=tuple(_parse_boundary(i, t, base_dir) for i, t in enumerate(raw.get("boundaries", []))),
+        sources=sources,
+        attributions=attributions,
+        path=path,
+        events=events,
+        users=users or (),
+        tour=_parse_tour(raw.get("tour", [])),
+        ops=_parse_ops(raw, sources),
+    )
+
+
+def _read_toml(config_path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {config_path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
+
+
+def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: tables merge key by key, sources by name.
+
+    A source in ``override`` with the name of a base source replaces it whole;
+    new names are added; ``boundaries`` given in ``override`` replace the base's.
+    """
+    merged: dict[str, Any] = {k: v for k, v in base.items()}
+    for key, value in override.items():
+        if key == "sources":
+            sources = {str(s.get("name")): s for s in base.get("sources", [])}
+            for source in value:
+                sources[str(source.get("name"))] = source
+            merged["sources"] = list(sources.values())
+        elif isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
+    """Load and validate a city config; with no path, the built-in demo city.
+
+    A config may start with ``extends = "other.toml"`` (a file in the same folder)
+    and then only say what differs, e.g. the live demo over the snapshot city.
+    """
+    config_path = Path(path) if path is not None else DEMO_CONFIG
+    raw = _read_toml(config_path)
+    seen = {config_path.resolve()}
+    while "extends" in raw:
+        base_path = (config_path.parent / str(raw.pop("extends"))).resolve()
+        if base_path in seen:
+            raise ConfigError(f"{config_path}: 'extends' loops back to {base_path.name}")
+        if base_path.parent != config_path.resolve().parent:
+            raise ConfigError(f"{config_path}: 'extends' must name a file in the same folder")
+        seen.add(base_path)
+        raw = merge_configs(_read_toml(base_path), raw)
+    return parse_config(raw, config_path.resolve().parent, config_path.resolve())

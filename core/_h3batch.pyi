@@ -1,6 +1,0 @@
-"""Types of the C loop in core/_h3batch.c (built by setup.py when a C compiler exists)."""
-
-import numpy as np
-
-def bind(path: str) -> None: ...
-def index(lat: np.ndarray, lon: np.ndarray, res: int, out: np.ndarray) -> int: ...

@@ -1,0 +1,148 @@
+"""The events pipeline: intake, dispatch and supervision over one store.
+
+:class:`EventPipeline` joins the pure rules of :mod:`ops.events.model` to a store from
+:mod:`ops.events.store` and the users of :mod:`ops.auth`. It holds no event state of its
+own, so any number of pipelines (one per gunicorn worker) can share one database.
+
+Example::
+
+    pipeline = EventPipeline(parse_events_settings(table, base_dir), users)
+    pipeline.ingest_city(city_data)          # every government ``requests`` source
+    pipeline.supervise()                     # escalate what is overdue
+    pipeline.transition(7, "in_progress", actor="li.wei", role="operator",
+                        expected_version=2)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ops.auth import Auth
+from ops.events.model import (
+    CHANGE_ROLES,
+    AuditEntry,
+    Event,
+    PermissionDenied,
+    Policy,
+    Report,
+    apply_transition,
+    escalate,
+    reports_from_frame,
+    summary,
+)
+from ops.events.settings import EventsSettings, User
+from ops.events.store import EventStore, open_store
+
+if TYPE_CHECKING:
+    from store.city import CityData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did; every row is either stored or counted under a reason."""
+
+    rows: int
+    created: int
+    merged: int
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "created": self.created, "merged": self.merged,
+                "skipped": dict(sorted(self.skipped.items()))}
+
+
+class EventPipeline:
+    """Unified intake (接报), dispatch (分拨) and supervision (督办) of events."""
+
+    def __init__(self, settings: EventsSettings, users: Sequence[User] = (),
+                 store: EventStore | None = None) -> None:
+        self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        self.store = store if store is not None else open_store(settings)
+        self.auth = Auth(users)
+        #: Returns "now" for SLAs; the app attaches the city clock (see app.py).
+        self.clock: Callable[[], datetime] | None = None
+
+    # ------------------------------------------------------------------ intake
+    def ingest(self, frame: pd.DataFrame) -> IngestResult:
+        """Ingest normalised ``requests`` rows (of any number of sources); idempotent."""
+        incoming, rejected = reports_from_frame(frame, self.policy.merge_res)
+        plan = self.store.ingest(incoming, self.policy)
+        skipped = rejected + plan.skipped
+        result = IngestResult(rows=len(frame), created=plan.created, merged=plan.merged,
+                              skipped=skipped)
+        log.info("events: ingested %s", result.as_dict())
+        return result
+
+    def ingest_city(self, data: CityData) -> IngestResult:
+        """Ingest every source playing the government layer's ``requests`` role."""
+        return self.ingest(data.frame("government", "requests"))
+
+    # -------------------------------------------------------------- lifecycle
+    def transition(self, event_id: int, to: str, *, actor: str, role: str,
+                   department: str | None = None, note: str = "",
+                   expected_version: int | None = None, now: datetime | None = None) -> Event:
+        """Move an event to ``to``; the event as stored afterwards.
+
+        Raises :class:`~ops.events.model.TransitionError` (not allowed),
+        :class:`~ops.events.model.ConflictError` (changed meanwhile or not at
+        ``expected_version``), :class:`~ops.events.model.EventNotFound` or
+        :class:`~ops.events.model.PermissionDenied`; on any of them nothing changes.
+        """
+        if role not in CHANGE_ROLES:
+            raise PermissionDenied(actor, role)
+        change = partial(apply_transition, to=to, actor=actor, role=role,
+                         now=now or self.now(), department=department, note=note,
+                         route=self.policy.route)
+        return self.store.update(event_id, change, expected_version)
+
+    def supervise(self, now: datetime | None = None) -> list[Event]:
+        """Escalate open events past their due time; idempotent for a given ``now``.
+
+        Returns the events whose escalation level rose (each with one audit entry).
+        """
+        now = now or datetime.now(UTC)
+        changes = []
+        for event in self.store.overdue_candidates(now):
+            escalated = escalate(event, now, self.policy.max_escalation)
+            if escalated is not None:
+                changes.append((event, *escalated))
+        applied = self.store.apply_changes(changes)
+        if applied:
+            log.info("events: escalated %d overdue event(s)", len(applied))
+        return applied
+
+    # ------------------------------------------------------------------ reads
+    def now(self) -> datetime:
+        """The time SLAs are judged at: the city clock when attached, else wall time."""
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
+    def get(self, event_id: int) -> Event:
+        return self.store.get(event_id)
+
+    def detail(self, event_id: int) -> tuple[Event, list[Report], list[AuditEntry]]:
+        return self.store.detail(event_id)
+
+    def events(self, status: Sequence[str] | None = None, department: str | None = None,
+               cell: int | None = None, limit: int | None = None) -> list[Event]:
+        return self.store.events(status=status, department=department, cell=cell, limit=limit)
+
+    def stats(self, now: datetime | None = None) -> dict[str, Any]:
+        """Counts by status, open/overdue, department queues, overdue list, time to close."""
+        return summary(self.store.all_events(), now or self.now())
+
+    def close(self) -> None:
+        self.store.close()
+
+
+__all__ = ["EventPipeline", "IngestResult"]

@@ -1,0 +1,193 @@
+"""The ``[events]`` and ``[[users]]`` tables of a city config: TOML in, frozen objects out.
+
+Checked the way :mod:`config.city` checks the rest of the file: an unknown key is a
+:class:`~config.city.ConfigError` naming the valid ones. Secrets never live in the
+file: the PostgreSQL DSN, password hashes and API tokens are read from environment
+variables whose *names* the config gives.
+
+Example::
+
+    [events]
+    store = "sqlite"
+    path = "../../var/events.sqlite3"
+    merge_window = "2h"
+    default_department = "311 triage"
+    default_sla = "72h"
+
+    [events.departments]
+    "Noise*" = "NYPD"
+
+    [[users]]
+    name = "duty-officer"
+    role = "operator"
+    password_hash_env = "CITYBRAIN_DUTY_OFFICER_PASSWORD_HASH"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from config.city import ConfigError, _check_keys, _choice, _number, parse_duration
+
+StoreKind = Literal["sqlite", "postgresql"]
+RoleName = Literal["operator", "viewer", "exhibition"]
+STORES: tuple[StoreKind, ...] = ("sqlite", "postgresql")
+ROLES: tuple[RoleName, ...] = ("operator", "viewer", "exhibition")
+
+_EVENTS_KEYS = frozenset({
+    "store", "path", "dsn_env", "table_prefix", "merge_window", "merge_res",
+    "default_department", "default_sla", "max_escalation", "use_source_agency",
+    "departments", "sla", "agencies",
+})
+_USER_KEYS = frozenset({"name", "role", "password_hash_env", "token_env"})
+# Table names are put into SQL text, so the prefix must be a plain identifier.
+_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,30}$")
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """How events are stored, merged, dispatched and supervised.
+
+    ``departments`` and ``sla`` map a category *or* a case-insensitive glob pattern
+    (``"Noise*"``) to a department / an SLA in seconds; exact categories win over
+    patterns, and patterns are tried in the order the file lists them.
+    """
+
+    store: StoreKind = "sqlite"
+    #: SQLite file (resolved against the config's folder).
+    path: Path = Path("var/events.sqlite3")
+    #: Name of the environment variable holding the PostgreSQL DSN (never the DSN itself).
+    dsn_env: str = "CITYBRAIN_EVENTS_DSN"
+    #: Prepended to the table names (``events``, ``reports``, ``audit``).
+    table_prefix: str = ""
+    #: Reports of one category in neighbouring cells within this many seconds are one event.
+    merge_window: float = 2 * 3600.0
+    merge_res: int = 9
+    default_department: str = "unassigned"
+    default_sla: float = 72 * 3600.0
+    #: Overdue events step up one escalation level per further SLA period, up to this level.
+    max_escalation: int = 3
+    #: A report whose source names an agency goes to that agency (through ``agencies``).
+    use_source_agency: bool = True
+    departments: Mapping[str, str] = field(default_factory=dict)
+    sla: Mapping[str, float] = field(default_factory=dict)
+    #: Source agency → department, for sources whose agency codes differ from departments.
+    agencies: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class User:
+    """A person or screen that may use the events API; secrets stay in the environment."""
+
+    name: str
+    role: RoleName
+    #: Environment variable holding a werkzeug ``generate_password_hash`` string.
+    password_hash_env: str | None = None
+    #: Environment variable holding the user's API token.
+    token_env: str | None = None
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _table(where: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table of category = value, got {value!r}")
+    return value
+
+
+def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSettings:
+    """Validate an ``[events]`` table; the SQLite path resolves against ``base_dir``."""
+    where = "[events]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table")
+    _check_keys(where, table, _EVENTS_KEYS)
+    defaults = EventsSettings()
+    store = _choice(f"{where}.store", table.get("store", defaults.store), STORES, "store")
+    prefix = str(table.get("table_prefix", defaults.table_prefix))
+    if prefix and not _PREFIX.match(prefix):
+        raise ConfigError(f"{where}.table_prefix: {prefix!r} must be lower-case letters, digits "
+                          "and underscores, starting with a letter or underscore")
+    merge_window = parse_duration(f"{where}.merge_window",
+                                  table.get("merge_window", defaults.merge_window))
+    default_sla = parse_duration(f"{where}.default_sla",
+                                 table.get("default_sla", defaults.default_sla))
+    if merge_window < 0:
+        raise ConfigError(f"{where}.merge_window: must not be negative")
+    if default_sla <= 0:
+        raise ConfigError(f"{where}.default_sla: must be positive")
+    departments = {
+        _text(f"{where}.departments key", k): _text(f"{where}.departments.{k!r}", v)
+        for k, v in _table(f"{where}.departments", table.get("departments", {})).items()}
+    sla = {}
+    for key, value in _table(f"{where}.sla", table.get("sla", {})).items():
+        seconds = parse_duration(f"{where}.sla.{key!r}", value)
+        if seconds <= 0:
+            raise ConfigError(f"{where}.sla.{key!r}: must be positive")
+        sla[_text(f"{where}.sla key", key)] = seconds
+    agencies = {
+        _text(f"{where}.agencies key", k): _text(f"{where}.agencies.{k!r}", v)
+        for k, v in _table(f"{where}.agencies", table.get("agencies", {})).items()}
+    use_source_agency = table.get("use_source_agency", defaults.use_source_agency)
+    if not isinstance(use_source_agency, bool):
+        raise ConfigError(f"{where}.use_source_agency: expected true or false")
+    return EventsSettings(
+        store=store,  # type: ignore[arg-type]
+        path=(base_dir / str(table.get("path", defaults.path))).resolve(),
+        dsn_env=_text(f"{where}.dsn_env", table.get("dsn_env", defaults.dsn_env)),
+        table_prefix=prefix,
+        merge_window=merge_window,
+        merge_res=int(_number(f"{where}.merge_res", table.get("merge_res", defaults.merge_res),
+                              0, 15)),
+        default_department=_text(f"{where}.default_department",
+                                 table.get("default_department", defaults.default_department)),
+        default_sla=default_sla,
+        max_escalation=int(_number(f"{where}.max_escalation",
+                                   table.get("max_escalation", defaults.max_escalation), 1, 10)),
+        use_source_agency=use_source_agency,
+        departments=departments,
+        sla=sla,
+        agencies=agencies,
+    )
+
+
+def parse_users(entries: Sequence[Mapping[str, Any]]) -> tuple[User, ...]:
+    """Validate ``[[users]]``: each needs a name, a role and a password or token variable."""
+    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
+        raise ConfigError("[[users]]: expected an array of tables")
+    users = []
+    for index, entry in enumerate(entries):
+        where = f"[[users]] #{index + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        _check_keys(where, entry, _USER_KEYS)
+        name = _text(f"{where}.name", entry.get("name"))
+        where = f"[[users]] {name!r}"
+        role = _choice(f"{where}.role", entry.get("role"), ROLES, "role")
+        password_env = entry.get("password_hash_env")
+        token_env = entry.get("token_env")
+        if password_env is None and token_env is None:
+            raise ConfigError(f"{where}: needs password_hash_env or token_env (the name of an "
+                              "environment variable; the secret itself never goes in the file)")
+        users.append(User(
+            name=name,
+            role=role,  # type: ignore[arg-type]
+            password_hash_env=None if password_env is None
+            else _text(f"{where}.password_hash_env", password_env),
+            token_env=None if token_env is None else _text(f"{where}.token_env", token_env),
+        ))
+    names = [u.name for u in users]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"[[users]]: duplicate user name(s): {', '.join(duplicates)}")
+    return tuple(users)
+
+
+__all__ = ["EventsSettings", "User", "ROLES", "STORES", "parse_events_settings", "parse_users"]

@@ -1,0 +1,538 @@
+"""fetch → normalise → H3 aggregate: the city's data, as pure steps over frames.
+
+:class:`CityData` holds, per layer and role, the normalised rows of all of that
+role's sources (point roles) or the areas apportioned onto base-resolution cells
+(area roles), plus the admin boundaries used for drill-down. Aggregating to any
+coarser resolution is a group-by over vectorised parents (:func:`aggregate`).
+
+A source that fails to load never takes the app down: its error is recorded in
+its :class:`SourceHealth`, its layer keeps whatever it last had, and the other
+sources carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from config.city import REPO_ROOT, Boundary, CityConfig, Source
+from config.clock import CityClock
+from data import AdapterContext, Batch, SourceError, get_adapter_class
+from data.base import AdapterBase, empty_frame
+from geo.areal import apportion
+from geo.hexes import cell_area_km2, parents
+from layers import LAYERS
+from layers.aggregate import aggregate, cells_in_view, filter_rows
+from layers.base import Metric
+from store.history import HistoryError, ReplayStore, open_history, state_at
+from store.live import ADDITIVE, IncrementalTotals, LiveStore, contribution
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceHealth:
+    """What ``/api/health`` says of one source."""
+
+    name: str
+    layer: str
+    role: str
+    adapter: str
+    simulated: bool
+    stale_after: float | None
+    rows_loaded: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: tuple[str, ...] = ()
+    last_read: datetime | None = None
+    last_data: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """Stale when the last read failed, or no data arrived within ``stale_after``."""
+        if self.last_read is None:
+            return True
+        if self.last_error is not None and (self.last_error_at or self.last_read) >= self.last_read:
+            return True
+        if self.stale_after is None:
+            return False
+        reference = self.last_data or self.last_read
+        return ((now or datetime.now(UTC)) - reference).total_seconds() > self.stale_after
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "layer": self.layer, "role": self.role, "adapter": self.adapter,
+            "simulated": self.simulated, "rows_loaded": self.rows_loaded,
+            "rows_rejected": int(sum(self.rejected.values())),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "warnings": list(self.warnings),
+            "last_read": _iso(self.last_read), "last_data": _iso(self.last_data),
+            "last_error": self.last_error, "last_error_at": _iso(self.last_error_at),
+            "stale": self.is_stale(),
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class BoundaryLevel:
+    """One level of admin units, with each base cell assigned to the unit covering most of it."""
+
+    spec: Boundary
+    units: gpd.GeoDataFrame  # name, parent, geometry
+    cells: pd.DataFrame  # cell (base res) → name
+
+    def names(self, parent: str | None = None) -> list[str]:
+        units = self.units
+        if parent is not None and "parent" in units:
+            units = units.loc[units["parent"] == parent]
+        return sorted(units["name"].astype(str).unique())
+
+    def bounds(self, name: str) -> tuple[float, float, float, float] | None:
+        match = self.units.loc[self.units["name"] == name]
+        if match.empty:
+            return None
+        west, south, east, north = match.total_bounds
+        return float(west), float(south), float(east), float(north)
+
+
+def boundary_to_wgs84(units: gpd.GeoDataFrame, crs: str | None) -> gpd.GeoDataFrame:
+    """Boundary polygons in WGS84: from the file's CRS, the configured one, or GCJ-02/BD-09."""
+    import shapely
+
+    from geo.crs import CHINA_DATUMS, to_wgs84
+
+    if crs is not None and crs.upper() in CHINA_DATUMS:
+        moved = shapely.transform(units.geometry.values, lambda xy: np.column_stack(
+            to_wgs84(xy[:, 0], xy[:, 1], crs)))
+        return units.set_geometry(gpd.GeoSeries(moved, crs="EPSG:4326"), crs="EPSG:4326")
+    if units.crs is None:
+        units = units.set_crs(crs or "EPSG:4326")
+    return units.to_crs("EPSG:4326")
+
+
+class CityData:
+    """All layers' normalised data for one city, and how to aggregate it."""
+
+    def __init__(self, config: CityConfig) -> None:
+        self.config = config
+        self.clock = CityClock(speed=config.live.speed)
+        self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone,
+                                      clock=self.clock)
+        self.cache_dir = _cache_dir(config)
+        self.health: dict[str, SourceHealth] = {
+            s.name: SourceHealth(s.name, s.layer, s.role, s.adapter, s.simulated, s.stale_after)
+            for s in config.sources
+        }
+        self._frames: dict[str, pd.DataFrame] = {}  # by source name
+        self._areas: dict[str, gpd.GeoDataFrame] = {}  # area sources' polygons
+        self._adapters: dict[str, AdapterBase] = {}
+        self._cursors: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._aggregates: OrderedDict[tuple[Any, ...], pd.Series] = OrderedDict()
+        self._outlines: dict[tuple[Any, ...], Any] = {}
+        self._live: dict[str, LiveStore] = {}  # streaming sources' windows
+        self._totals: dict[str, IncrementalTotals] = {}
+        self._source_versions: dict[str, int] = {s.name: 0 for s in config.sources}
+        self.version = 0
+        self.boundaries: tuple[BoundaryLevel, ...] = ()
+        # Every live version also goes to PostgreSQL when configured (store.history);
+        # the lambda asks whichever clock this data has (a subclass may replace it).
+        self.history_store = open_history(config.live, lambda: self.clock.now())
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, config: CityConfig) -> CityData:
+        data = cls(config)
+        data.boundaries = tuple(data._load_boundary(b) for b in config.boundaries)
+        for source in config.sources:
+            data.refresh_source(source)
+        return data
+
+    def adapter(self, source: Source) -> AdapterBase:
+        if source.name not in self._adapters:
+            cls = get_adapter_class(source.adapter)
+            self._adapters[source.name] = cls(source, self.context)
+            if cls.streaming:
+                self.open_window(source)
+        return self._adapters[source.name]
+
+    def open_window(self, source: Source) -> None:
+        """Give a streaming source its bounded live window and incremental totals."""
+        live = self.config.live
+        self._live[source.name] = LiveStore(
+            window=source.window or live.window, history=live.history,
+            max_rows=source.max_rows or live.max_rows)
+        self._totals[source.name] = IncrementalTotals()
+        if source.stale_after is None:
+            self.health[source.name].stale_after = live.stale_after
+
+    def streaming_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.config.sources if s.name in self._live)
+
+    def is_live(self, source: str) -> bool:
+        return source in self._live
+
+    def refresh_source(self, source: Source, incremental: bool = False) -> None:
+        """Read one source (snapshot, or updates since the last cursor) and swap it in.
+
+        Failures are recorded, never raised: the layer keeps its last data.
+        """
+        health = self.health[source.name]
+        now = datetime.now(UTC)
+        try:
+            adapter = self.adapter(source)
+            if incremental and source.name in self._cursors:
+                batch = adapter.updates(self._cursors[source.name])
+            else:
+                batch = adapter.snapshot()
+        except SourceError as exc:
+            self._record_error(health, str(exc), now)
+            return
+        except Exception as exc:  # an adapter bug must not stop the other sources
+            log.exception("source %s failed", source.name)
+            self._record_error(health, f"{type(exc).__name__}: {exc}", now)
+            return
+        self.apply_batch(source, batch, now)
+
+    def _record_error(self, health: SourceHealth, message: str, now: datetime) -> None:
+        log.warning("source %s: %s", health.name, message)
+        health.last_error = message
+        health.last_error_at = now
+        health.last_read = health.last_read or None
+
+    def apply_batch(self, source: Source, batch: Batch, now: datetime | None = None) -> None:
+        """Install a batch from an adapter and update health.
+
+        Snapshot sources swap in (``replace``) or append; streaming sources feed their
+        live window, whose delta updates the incremental totals.
+        """
+        now = now or datetime.now(UTC)
+        health = self.health[source.name]
+        role = LAYERS[source.layer].roles[source.role]
+        frame = batch.frame
+        if role.geometry == "area" and len(frame):
+            self._areas[source.name] = frame
+            frame = apportion(frame, self.config.map.base_res, self.cache_dir)
+        with self._lock:
+            if batch.replace:
+                health.rejected = Counter(batch.rejected)
+            else:
+                health.rejected.update(batch.rejected)
+            live = self._live.get(source.name)
+            expired_only = False
+            if live is not None:
+                # On PostgreSQL's microsecond grid, so both history stores agree.
+                received = self.clock.now().floor("us")
+                delta = live.add(frame, received)
+                self._totals[source.name].apply(delta)
+                health.rows_loaded = len(live.current)
+                # With shared live state only the ingest leader writes the history.
+                if self.history_store is not None and getattr(self, "mode", None) != "follower":
+                    self.history_store.append(source.name, frame, received)
+                # No new rows, but rows aged out: still a new version of the data.
+                expired_only = not len(frame) and not delta.empty
+            elif batch.replace or source.name not in self._frames:
+                self._frames[source.name] = frame
+            elif len(frame):
+                self._frames[source.name] = pd.concat([self._frames[source.name], frame],
+                                                      ignore_index=True)
+            if live is None:
+                health.rows_loaded = len(self._areas[source.name]) if source.name in self._areas \
+                    else len(self._frames[source.name])
+            self._cursors[source.name] = batch.cursor
+            health.warnings = batch.warnings
+            health.last_read = now
+            health.last_error = None
+            if len(frame) or (batch.replace and live is None):
+                health.last_data = now
+            if len(frame) or (batch.replace and live is None) or expired_only:
+                self._source_versions[source.name] += 1
+                self.version += 1
+                self._aggregates.clear()
+
+    def expire(self) -> bool:
+        """Age the live windows on the city clock; True when anything left a window."""
+        changed = False
+        now = self.clock.now()
+        with self._lock:
+            for name, live in self._live.items():
+                delta = live.expire(now)
+                if not delta.empty:
+                    self._totals[name].apply(delta)
+                    self.health[name].rows_loaded = len(live.current)
+                    self._source_versions[name] += 1
+                    changed = True
+            if changed:
+                self.version += 1
+                self._aggregates.clear()
+        return changed
+
+    def _load_boundary(self, spec: Boundary) -> BoundaryLevel:
+        units = gpd.read_file(spec.path) if spec.path.suffix.lower() not in (".parquet",) \
+            else gpd.read_parquet(spec.path)
+        units = boundary_to_wgs84(units, spec.crs)
+        frame = gpd.GeoDataFrame({
+            "name": units[spec.name_field].astype(str).to_numpy(),
+            "id": (units[spec.id_field] if spec.id_field else units[spec.name_field])
+            .astype(str).to_numpy(),
+        }, geometry=units.geometry.to_numpy(), crs="EPSG:4326")
+        if spec.parent_field:
+            frame["parent"] = units[spec.parent_field].astype(str).to_numpy()
+        frame = frame.dissolve(by="name", as_index=False, aggfunc="first") \
+            if frame["name"].duplicated().any() else frame
+        pieces = apportion(
+            frame.assign(value=1.0, source=spec.level)[["id", "name", "value", "source", "geometry"]],
+            self.config.map.base_res, self.cache_dir)
+        best = pieces.sort_values("area_m2", ascending=False).drop_duplicates("cell")
+        return BoundaryLevel(spec=spec, units=frame, cells=best[["cell", "name"]]
+                             .reset_index(drop=True))
+
+    # ------------------------------------------------------------------ access
+    def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame:
+        """All rows of one layer role (or of one source), normalised."""
+        with self._lock:
+            names = [s.name for s in self.config.sources
+                     if s.layer == layer and s.role == role and (source is None or s.name == source)]
+            frames = [self._source_rows(n) for n in names]
+            frames = [f for f in frames if len(f)]
+        if not frames:
+            return _empty_role_frame(layer, role)
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _source_rows(self, name: str) -> pd.DataFrame:
+        live = self._live.get(name)
+        if live is not None:
+            return live.rows()
+        return self._frames.get(name, pd.DataFrame())
+
+    def areas(self, source: str) -> gpd.GeoDataFrame | None:
+        return self._areas.get(source)
+
+    def outline_choices(self) -> list[tuple[str, str, str]]:
+        """(key, zh title, en title) of everything that can be drawn as outlines."""
+        choices = [(f"boundary:{b.spec.level}", b.spec.title_zh, b.spec.title_en)
+                   for b in self.boundaries]
+        choices += [(f"land:{s.name}", s.title_zh, s.title_en)
+                    for s in self.config.sources_for("land")]
+        return choices
+
+    def outlines(self, key: str) -> tuple[list[float | None], list[float | None]]:
+        """Polygon rings of a boundary level or land source as lat/lon lists (cached)."""
+        from geo.outlines import outline_lines
+
+        kind, _, name = key.partition(":")
+        if kind == "boundary":
+            boundary = self.boundary(name)
+            geoms = None if boundary is None else boundary.units.geometry.values
+            cache_key: tuple[Any, ...] = (key,)
+        elif kind == "land":
+            areas = self.areas(name)
+            geoms = None if areas is None else areas.geometry.values
+            cache_key = (key, self.version)
+        else:
+            geoms = None
+            cache_key = (key,)
+        if geoms is None:
+            return [], []
+        with self._lock:
+            cached = self._outlines.get(cache_key)
+        if cached is None:
+            cached = outline_lines(display_geometries(geoms))
+            with self._lock:
+                self._outlines[cache_key] = cached
+        return cached
+
+    def unit_outline(self, level: str, name: str) -> tuple[list[float | None], list[float | None]]:
+        from geo.outlines import outline_lines
+
+        boundary = self.boundary(level)
+        if boundary is None:
+            return [], []
+        return outline_lines(display_geometries(
+            boundary.units.loc[boundary.units["name"] == name].geometry.values))
+
+    def boundary_geojson(self, level: str) -> dict[str, Any]:
+        """A boundary level as a GeoJSON FeatureCollection (feature id = unit name), cached."""
+        key = ("geojson", level)
+        with self._lock:
+            cached = self._outlines.get(key)
+        if cached is None:
+            import json
+
+            boundary = self.boundary(level)
+            units = boundary.units if boundary is not None else gpd.GeoDataFrame(geometry=[])
+            shown = units.set_index("name", drop=False)[["geometry"]]
+            shown = shown.set_geometry(display_geometries(shown.geometry.values))
+            cached = json.loads(shown.to_json(drop_id=False, to_wgs84=True)) if len(units) else \
+                {"type": "FeatureCollection", "features": []}
+            for feature in cached["features"]:
+                feature["properties"] = {}
+            with self._lock:
+                self._outlines[key] = cached
+        return cached  # type: ignore[return-value]
+
+    def footprint(self, res: int) -> np.ndarray:
+        """The city's cells at ``res``: those covering its top admin level (cached).
+
+        The map draws this grid, not only the cells that have data, so a live update
+        changes values on a fixed set of hexagons instead of resending geometry.
+        """
+        key = ("footprint", res)
+        with self._lock:
+            cached = self._outlines.get(key)
+        if cached is None:
+            base = self.boundaries[0].cells["cell"].to_numpy() if self.boundaries \
+                else np.empty(0, dtype=np.int64)
+            cached = np.unique(parents(base, res)) if len(base) else base
+            with self._lock:
+                self._outlines[key] = cached
+        return cached  # type: ignore[no-any-return]
+
+    def boundary(self, level: str) -> BoundaryLevel | None:
+        return next((b for b in self.boundaries if b.spec.level == level), None)
+
+    def sources(self) -> tuple[Source, ...]:
+        return self.config.sources
+
+    def metric(self, layer: str, name: str | None) -> Metric:
+        return LAYERS[layer].metric(name, self.config.sources)
+
+    def layer_stale(self, layer: str) -> bool:
+        sources = self.config.sources_for(layer)
+        return bool(sources) and any(self.health[s.name].is_stale() for s in sources)
+
+    # ------------------------------------------------------------- aggregation
+    def cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
+        """Metric value per cell at ``res`` (index: int64 cells).
+
+        Additive metrics (counts, sums) are summed over the role's sources: snapshot
+        sources memoised per source version, streaming sources from their
+        incremental totals. Other aggregations are recomputed over the rows.
+        """
+        key = (layer, metric.name, res, self.version)
+        with self._lock:
+            cached = self._aggregates.get(key)
+            if cached is not None:
+                self._aggregates.move_to_end(key)
+                return cached
+        if metric.agg in ADDITIVE:
+            values = self._additive_cells(layer, metric, res)
+        else:
+            values = aggregate(self.frame(layer, metric.role, metric.source), metric, res)
+        with self._lock:
+            self._aggregates[key] = values
+            while len(self._aggregates) > 256:
+                self._aggregates.popitem(last=False)
+        return values
+
+    def _additive_cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
+        parts: list[pd.Series] = []
+        sum_metric = metric if metric.agg != "sum_per_km2" else replace(metric, agg="sum")
+        for source in self.config.sources:
+            if source.layer != layer or source.role != metric.role or (
+                    metric.source is not None and source.name != metric.source):
+                continue
+            totals = self._totals.get(source.name)
+            if totals is not None:
+                with self._lock:
+                    if not totals.tracked(sum_metric, res):
+                        totals.track(sum_metric, res, self._live[source.name].rows())
+                    parts.append(totals.get(sum_metric, res))
+                continue
+            key = ("source", source.name, sum_metric.name, res, self._source_versions[source.name])
+            with self._lock:
+                part = self._aggregates.get(key)
+            if part is None:
+                part = contribution(self._frames.get(source.name, pd.DataFrame()), sum_metric, res)
+                with self._lock:
+                    self._aggregates[key] = part
+            parts.append(part)
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
+        values = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(level=0).sum()
+        values = values.loc[values.to_numpy() != 0].astype(float)
+        if metric.agg == "sum_per_km2":
+            values = values / cell_area_km2(values.index.to_numpy())
+        values.index = values.index.astype(np.int64)
+        values.index.name = "cell"
+        return values
+
+    def cells_at(self, layer: str, metric: Metric, res: int, moment: pd.Timestamp,
+                 using: ReplayStore = "auto") -> pd.Series:
+        """Like :meth:`cells`, but with streaming sources as they were at ``moment``.
+
+        ``using`` picks the history: ``auto`` reads PostgreSQL when configured and
+        complete for the moment, else memory (see :func:`store.history.state_at`).
+        """
+        frames = []
+        for source in self.config.sources:
+            if source.layer != layer or source.role != metric.role or (
+                    metric.source is not None and source.name != metric.source):
+                continue
+            live = self._live.get(source.name)
+            rows = state_at(self.history_store, source.name, live, moment, using) \
+                if live is not None else self._frames.get(source.name)
+            if rows is not None and len(rows):
+                frames.append(rows)
+        if not frames:
+            return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
+        return aggregate(pd.concat(frames, ignore_index=True), metric, res)
+
+    def history_span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """Earliest and latest city time the live history can replay."""
+        spans = [s for s in (live.history_span() for live in self._live.values()) if s]
+        # Not while the history is down: a connect timeout would hold up the page.
+        if self.history_store is not None and self.history_store.healthy and self._live:
+            try:
+                stored = self.history_store.span(list(self._live))
+            except HistoryError as exc:
+                log.warning("history span from memory only: %s", exc)
+                stored = None
+            spans += [stored] if stored else []
+        if not spans:
+            return None
+        return min(s[0] for s in spans), max(s[1] for s in spans)
+
+
+def _empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
+    role = LAYERS[layer].roles[role_name]
+    if role.geometry == "area":
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+            ("cell", np.int64), ("id", str), ("name", str), ("source", str), ("area_m2", float),
+            ("area_km2", float), ("value", float), ("unit_area_km2", float))})
+    return empty_frame(role)
+
+
+def _cache_dir(config: CityConfig) -> Path:
+    path = Path(config.cache.directory)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+#: Tolerance (degrees, ~15 m) for drawing boundaries: below a pixel at city and
+#: district zooms, and it cuts the base map's bytes several-fold.
+DISPLAY_TOLERANCE = 1.5e-4
+
+
+def display_geometries(geoms: Any) -> Any:
+    """Boundaries simplified for drawing (never for computing areas or membership)."""
+    import shapely
+
+    simplified = shapely.simplify(np.asarray(geoms), DISPLAY_TOLERANCE, preserve_topology=True)
+    return shapely.transform(simplified, lambda xy: np.round(xy, 5))
+
+
+__all__ = ["CityData", "SourceHealth", "BoundaryLevel", "aggregate", "cells_in_view",
+           "filter_rows"]
