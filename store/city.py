@@ -184,6 +184,14 @@ class CityData:
     def is_live(self, source: str) -> bool:
         return source in self._live
 
+    def live_window(self, source: str) -> LiveStore | None:
+        """A streaming source's live window (None for a snapshot source).
+
+        Safe to read from other threads: the window swaps whole frames under its
+        lock, never mutating one a reader holds.
+        """
+        return self._live.get(source)
+
     def refresh_source(self, source: Source, incremental: bool = False) -> None:
         """Read one source (snapshot, or updates since the last cursor) and swap it in.
 
@@ -308,7 +316,7 @@ class CityData:
             frames = [self._source_rows(n) for n in names]
             frames = [f for f in frames if len(f)]
         if not frames:
-            return _empty_role_frame(layer, role)
+            return empty_role_frame(layer, role)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _source_rows(self, name: str) -> pd.DataFrame:
@@ -507,7 +515,8 @@ class CityData:
         return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
-def _empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
+def empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
+    """An empty frame with the columns a layer role's normalised rows have."""
     role = LAYERS[layer].roles[role_name]
     if role.geometry == "area":
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
@@ -535,4 +544,4 @@ def display_geometries(geoms: Any) -> Any:
 
 
 __all__ = ["CityData", "SourceHealth", "BoundaryLevel", "aggregate", "cells_in_view",
-           "filter_rows"]
+           "empty_role_frame", "filter_rows"]

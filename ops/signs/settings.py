@@ -299,9 +299,9 @@ def _where(where: str, value: Any, columns: Sequence[str]) -> tuple[tuple[str, t
 def role_columns(layer: str, role: str) -> tuple[str, ...]:
     """The columns a layer role's normalised rows have (derived ones included)."""
     from layers import LAYERS
-    from store.city import _empty_role_frame  # the pipeline's own definition of a role frame
+    from store.city import empty_role_frame  # the store's own definition of a role frame
 
-    columns = list(_empty_role_frame(layer, role).columns)
+    columns = list(empty_role_frame(layer, role).columns)
     if LAYERS[layer].roles[role].geometry == "point" and "name" not in columns:
         columns.append("name")  # normalise() adds the label as `name`
     return tuple(c for c in columns if c != "geometry")
