@@ -29,9 +29,9 @@ BUILTIN: dict[str, str] = {
     "file": "data.files:AnyFileAdapter",
     "postgis": "data.postgis:PostgisAdapter",
     "mqtt": "data.mqtt:MqttAdapter",
-    "open311": "data.http:Open311Adapter",
-    "sensorthings": "data.http:SensorThingsAdapter",
-    "ngsi-ld": "data.http:NgsiLdAdapter",
+    "open311": "data.http.open311:Open311Adapter",
+    "sensorthings": "data.http.sensorthings:SensorThingsAdapter",
+    "ngsi-ld": "data.http.ngsild:NgsiLdAdapter",
     "replay": "data.replay:ReplayAdapter",
     "simulator": "data.simulator:SensorSimulator",
 }
