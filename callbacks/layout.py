@@ -17,7 +17,7 @@ from callbacks.ops_layout import ops_stores, ops_tabs
 from callbacks.tour import caption_component, tour_components
 from config.city import CityConfig
 from config.i18n import pick, t
-from layers import LAYERS
+from layers import DEFAULT_LAYER, LAYERS, events_layer
 from store.city import CityData
 
 
@@ -40,7 +40,9 @@ def overlay_options(language: str) -> list[dict[str, Any]]:
         role = layer.roles[layer.overlay_role]
         options.append({"label": f"{layer.symbol} {pick(language, role.title_zh, role.title_en)}",
                         "value": layer.id})
-    options.append({"label": f"{LAYERS['government'].symbol} {t('overlay.events', language)}",
+    events = events_layer()
+    symbol = f"{events.symbol} " if events is not None else ""
+    options.append({"label": f"{symbol}{t('overlay.events', language)}",
                     "value": "events"})
     options.append({"label": f"⚠ {t('overlay.alerts', language)}", "value": "alerts"})
     return options
@@ -110,7 +112,7 @@ def build_layout(config: CityConfig, data: CityData) -> html.Div:
                 html.Aside(className="cb-controls", children=[
                     label("panel.hex_layer", language, html.H2),
                     dcc.RadioItems(id=ids.HEX_LAYER, options=layer_options(language),
-                                   value="people", className="cb-layer-radio",
+                                   value=DEFAULT_LAYER, className="cb-layer-radio",
                                    inputClassName="cb-radio-input"),
                     label("panel.metric", language, html.H2),
                     dcc.Dropdown(id=ids.METRIC, clearable=False, className="cb-dropdown"),

@@ -1,12 +1,47 @@
-"""The five city-element layers — 人、企、地、物、政 — in display order."""
+"""The five city-element layers — 人、企、地、物、政 — in display order.
+
+:data:`LAYERS` is the registry: a new layer is one module here plus one entry in it.
+Code elsewhere never names a layer; it iterates the registry or asks it by property
+(:func:`event_roles`, :func:`outline_layers`, :func:`population_metric`).
+"""
 
 from __future__ import annotations
 
 from layers import enterprises, government, land, people, things
-from layers.base import Field, Layer, Metric, Role
+from layers.base import Field, Layer, Metric, PlaceRows, Role, Selector
 
 LAYERS: dict[str, Layer] = {
     module.LAYER.id: module.LAYER for module in (people, enterprises, land, things, government)
 }
 
-__all__ = ["LAYERS", "Field", "Layer", "Metric", "Role"]
+#: The layer a page opens on, and the map's default: the first in display order.
+DEFAULT_LAYER: str = next(iter(LAYERS))
+
+
+def event_roles() -> list[tuple[Layer, Role]]:
+    """Every (layer, role) whose rows are reports for the event pipeline."""
+    return [(layer, role) for layer in LAYERS.values() for role in layer.roles.values()
+            if role.feeds_events]
+
+
+def events_layer() -> Layer | None:
+    """The layer the event pipeline's reports come from (its symbol marks the events overlay)."""
+    roles = event_roles()
+    return roles[0][0] if roles else None
+
+
+def outline_layers() -> list[Layer]:
+    """Layers whose areas are drawn as outlines on the map (their sources are outline choices)."""
+    return [layer for layer in LAYERS.values() if layer.overlay == "outlines"]
+
+
+def population_metric() -> tuple[Layer, str] | None:
+    """The layer and metric whose place total is the resident count, if a layer has one."""
+    return next(((layer, layer.population_metric) for layer in LAYERS.values()
+                 if layer.population_metric is not None), None)
+
+
+__all__ = [
+    "DEFAULT_LAYER", "LAYERS", "Field", "Layer", "Metric", "PlaceRows", "Role", "Selector",
+    "event_roles", "events_layer", "outline_layers", "population_metric",
+]

@@ -2,25 +2,37 @@
 
 A layer is declarative. Each of the five city-element layers is one small module
 that builds a :class:`Layer` from :class:`Role`, :class:`Field` and :class:`Metric`
-records; the aggregation, profile and drawing code in ``core`` reads those records,
-so the shared behaviour lives once and a layer differs only in what it declares.
+records; the aggregation, profile and drawing code in ``store`` and ``render`` reads
+those records, so the shared behaviour lives once and a layer differs only in what
+it declares. A layer that shows more than its metrics and breakdowns in a place's
+profile (land's units, government's nearest service points) subclasses
+:class:`Layer` and overrides :meth:`Layer.profile_extras`.
+
+Nothing outside ``layers/`` names a layer: code that needs "the layer whose rows
+are events" or "the layers drawn as outlines" asks the registry by property
+(:attr:`Role.feeds_events`, :attr:`Layer.overlay`, :attr:`Layer.population_metric`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from config.city import Source
+    from config.city import CityConfig, Source
 
 FieldKind = Literal["str", "float", "time"]
 Geometry = Literal["point", "area"]
 Aggregation = Literal["count", "sum", "mean", "median", "nunique", "sum_per_km2"]
 Overlay = Literal["points", "outlines", "none"]
+#: Picks the rows of a place (one H3 cell, or an admin unit's cells) from a role's frame.
+Selector = Callable[[pd.DataFrame], np.ndarray]
+#: How many values a breakdown lists before the rest are summed as "…".
+TOP_N = 8
 
 #: Mapping keys every point source has: the normalised core of a row. ``label`` is
 #: the column holding a row's display name (normalised as ``name``).
@@ -52,6 +64,11 @@ class Role:
     fields: tuple[Field, ...] = ()
     #: Adds columns computed from the normalised ones (e.g. ``is_open``) after loading.
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    #: Columns ``derive`` adds that the profile shows as counts by value (every value,
+    #: in the order of their counts); not source fields, so no config maps them.
+    derived_breakdowns: tuple[Field, ...] = ()
+    #: Rows of this role are reports for the event pipeline (统一接报).
+    feeds_events: bool = False
 
     def field_names(self) -> tuple[str, ...]:
         core = POINT_CORE_FIELDS if self.geometry == "point" else AREA_CORE_FIELDS
@@ -84,6 +101,18 @@ class Metric:
     decimals: int = 0
 
 
+class PlaceRows(Protocol):
+    """What a layer reads to profile a place: the city's normalised rows and its sources.
+
+    :class:`store.city.CityData` is one; declared here so that layers need not
+    import the store (layers sit below it).
+    """
+
+    config: CityConfig
+
+    def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame: ...
+
+
 @dataclass(frozen=True)
 class Layer:
     """One city element: people, enterprises, land, things or government."""
@@ -104,9 +133,57 @@ class Layer:
     source_metrics: Callable[[Source], Sequence[Metric]] | None = None
     #: Roles whose rows are drawn as single points when zoomed in close.
     point_roles: tuple[str, ...] = ()
+    #: Marker colour of the layer's points (overlay and close zoom); unset, the
+    #: bright end of its colour scale.
+    point_colour: str | None = None
+    #: The metric whose total over a place is its resident count (for the profile's
+    #: population density); at most one layer in the registry sets it.
+    population_metric: str | None = None
 
     def title(self, language: str) -> str:
         return self.title_zh if language.startswith("zh") else self.title_en
+
+    @property
+    def marker_colour(self) -> str:
+        """The colour the layer's points are drawn in."""
+        if self.point_colour is not None:
+            return self.point_colour
+        return self.colorscale[max(0, len(self.colorscale) - 2)]
+
+    def breakdowns(self, data: PlaceRows, select: Selector) -> list[dict[str, Any]]:
+        """Counts by value of each breakdown field of the layer's point roles in a place.
+
+        Source fields list their ``TOP_N`` commonest values (empty as "—", the rest
+        summed as "…"); a role's :attr:`Role.derived_breakdowns` list every value.
+        """
+        out: list[dict[str, Any]] = []
+        for role in self.roles.values():
+            if role.geometry != "point":
+                continue
+            rows = data.frame(self.id, role.name)
+            rows = rows.loc[select(rows)] if len(rows) else rows
+            for attr in role.fields:
+                if not attr.breakdown or attr.name not in rows or rows[attr.name].dropna().empty:
+                    continue
+                counts = rows[attr.name].fillna("—").astype(str).value_counts()
+                items = [{"value": str(k), "count": int(v)} for k, v in counts.head(TOP_N).items()]
+                if len(counts) > TOP_N:
+                    items.append({"value": "…", "count": int(counts.iloc[TOP_N:].sum())})
+                out.append(_breakdown(role, attr, items))
+            for attr in role.derived_breakdowns:
+                if attr.name in rows:
+                    counts = rows[attr.name].value_counts()
+                    out.append(_breakdown(role, attr, [{"value": str(k), "count": int(v)}
+                                                       for k, v in counts.items()]))
+        return out
+
+    def profile_extras(self, data: PlaceRows, select: Selector, lat: float, lon: float
+                       ) -> dict[str, Any]:
+        """Sections the layer adds to a place's profile beside metrics and breakdowns.
+
+        The base layer adds none; keys are merged into the layer's profile section.
+        """
+        return {}
 
     def metrics(self, sources: Sequence[Source] = ()) -> tuple[Metric, ...]:
         """The layer's metrics for a city: the fixed ones, then one set per source."""
@@ -127,6 +204,12 @@ class Layer:
                 return metric
         raise KeyError(f"unknown metric {name!r} for layer {self.id!r}; valid metrics are: "
                        + ", ".join(m.name for m in metrics))
+
+
+def _breakdown(role: Role, attr: Field, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"role": role.name, "role_zh": role.title_zh, "role_en": role.title_en,
+            "field": attr.name, "field_zh": attr.title_zh, "field_en": attr.title_en,
+            "items": items}
 
 
 def count_per_source(source: Source) -> tuple[Metric, ...]:

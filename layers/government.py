@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
-from layers.base import Field, Layer, Metric, Role
+from geo.hexes import haversine_km
+from layers.base import Field, Layer, Metric, PlaceRows, Role, Selector
 
 #: Status values (lower case) that mean a request is finished, whatever the city calls them.
 CLOSED_STATUSES = frozenset({"closed", "resolved", "completed", "cancelled", "canceled", "done"})
@@ -41,6 +45,9 @@ REQUESTS = Role(
         Field("channel", title_zh="渠道", title_en="Channel", breakdown=True),
     ),
     derive=derive_request_columns,
+    derived_breakdowns=(Field("state", title_zh="办理状态", title_en="Open / closed",
+                              breakdown=True),),
+    feeds_events=True,
 )
 SERVICE_POINTS = Role(
     name="service_points",
@@ -50,7 +57,33 @@ SERVICE_POINTS = Role(
     fields=(Field("category", title_zh="类型", title_en="Type", breakdown=True),),
 )
 
-LAYER = Layer(
+class Government(Layer):
+    """Government also lists, in a place's profile, the service points nearest to it."""
+
+    def profile_extras(self, data: PlaceRows, select: Selector, lat: float, lon: float
+                       ) -> dict[str, Any]:
+        return {"nearest_service_points": nearest_service_points(data, lat, lon,
+                                                                 layer_id=self.id)}
+
+
+def nearest_service_points(data: PlaceRows, lat: float, lon: float, n: int = 5,
+                           layer_id: str = "government") -> list[dict[str, Any]]:
+    """The ``n`` government service points nearest to a place, with distances in km."""
+    points = data.frame(layer_id, SERVICE_POINTS.name)
+    if points.empty:
+        return []
+    distance = haversine_km(lat, lon, points["lat"].to_numpy(), points["lon"].to_numpy())
+    order = np.argsort(distance)[:n]
+    return [{
+        "id": str(points["id"].iloc[i]),
+        "name": None if pd.isna(points["name"].iloc[i]) else str(points["name"].iloc[i]),
+        "category": None if pd.isna(points["category"].iloc[i]) else str(points["category"].iloc[i]),
+        "lat": round(float(points["lat"].iloc[i]), 6), "lon": round(float(points["lon"].iloc[i]), 6),
+        "distance_km": round(float(distance[i]), 3),
+    } for i in order]
+
+
+LAYER = Government(
     id="government",
     title_zh="政务",
     title_en="Government",
@@ -71,4 +104,5 @@ LAYER = Layer(
     overlay="points",
     overlay_role="service_points",
     point_roles=("requests", "service_points"),
+    point_colour="#ff6b8b",
 )

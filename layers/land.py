@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from config.city import Source
-from layers.base import Layer, Metric, Role
+from layers.base import TOP_N, Layer, Metric, PlaceRows, Role, Selector
 
 UNITS = Role(
     name="units",
@@ -32,7 +33,41 @@ def _per_source(source: Source) -> Sequence[Metric]:
     return metrics
 
 
-LAYER = Layer(
+class Land(Layer):
+    """Land units also list, in a place's profile, the units it overlaps per source."""
+
+    def profile_extras(self, data: PlaceRows, select: Selector, lat: float, lon: float
+                       ) -> dict[str, Any]:
+        return {"units": land_units(data, select, self.id)}
+
+
+def land_units(data: PlaceRows, select: Selector, layer_id: str = "land") -> list[dict[str, Any]]:
+    """Per land source, the ``TOP_N`` units covering most of a place: share, area, density."""
+    out = []
+    for source in data.config.sources_for(layer_id):
+        rows = data.frame(layer_id, UNITS.name, source.name)
+        rows = rows.loc[select(rows)] if len(rows) else rows
+        if rows.empty:
+            continue
+        by_unit = rows.groupby(["id", "name"], as_index=False).agg(
+            area_km2=("area_km2", "sum"), unit_area_km2=("unit_area_km2", "first"),
+            value=("value", "sum"))
+        total = by_unit["area_km2"].sum()
+        by_unit = by_unit.sort_values("area_km2", ascending=False).head(TOP_N)
+        out.append({
+            "source": source.name, "title_zh": source.title_zh, "title_en": source.title_en,
+            "units": [{
+                "id": str(r.id), "name": str(r.name), "area_km2": round(float(r.area_km2), 4),
+                "share": round(float(r.area_km2 / total), 4) if total else None,
+                "unit_area_km2": round(float(r.unit_area_km2), 4),
+                "density": (round(float(r.value / r.area_km2), 1)
+                            if "value" in source.fields and r.area_km2 else None),
+            } for r in by_unit.itertuples()],
+        })
+    return out
+
+
+LAYER = Land(
     id="land",
     title_zh="土地",
     title_en="Land",

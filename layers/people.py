@@ -42,6 +42,7 @@ LAYER = Layer(
     overlay="none",
     source_metrics=None,
     point_roles=("mobility",),
+    population_metric="residents",
 )
 
 __all__ = ["LAYER", "count_per_source"]

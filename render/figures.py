@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from config.i18n import pick, t
 from geo.hexes import cell_ring, cells_geojson, resolution_for_zoom, to_hex
-from layers import LAYERS
+from layers import DEFAULT_LAYER, LAYERS
 from layers.base import Metric
 from store.city import CityData, cells_in_view
 from store.live import ADDITIVE
@@ -29,23 +29,20 @@ from store.live import ADDITIVE
 BBox = tuple[float, float, float, float]
 
 THEMES: dict[str, dict[str, str]] = {
-    "dark": {"background": "#050a14", "land": "#0e1a2d", "line": "#34507a", "text": "#e6edf7",
+    "dark": {"background": "#050a14", "ground": "#0e1a2d", "line": "#34507a", "text": "#e6edf7",
              "muted": "#8aa0bf", "highlight": "#ffe14d", "hex_line": "rgba(5,10,20,0.35)"},
-    "light": {"background": "#c9d6e3", "land": "#f4f3ee", "line": "#7f93ad", "text": "#16202e",
+    "light": {"background": "#c9d6e3", "ground": "#f4f3ee", "line": "#7f93ad", "text": "#16202e",
               "muted": "#4c5d75", "highlight": "#d6336c", "hex_line": "rgba(255,255,255,0.4)"},
 }
-#: Marker colours for overlay points, one per layer.
 GLYPHS_URL = "/_citybrain/glyphs/{fontstack}/{range}.pbf"
 STALE_SCALE = ["#2a2d33", "#4a4e57", "#6c717c", "#9096a2", "#b8bdc7", "#e0e3e8"]
-OVERLAY_COLOURS = {"people": "#f9a646", "enterprises": "#5cc4e6", "land": "#9bd07f",
-                   "things": "#5fd3a8", "government": "#ff6b8b"}
 
 
 @dataclass(frozen=True)
 class MapView:
     """Everything the map figure depends on; built by the callbacks from the page state."""
 
-    hex_layer: str = "people"
+    hex_layer: str = DEFAULT_LAYER
     metric: str | None = None
     zoom: float = 10.0
     center: tuple[float, float] = (0.0, 0.0)  # lat, lon
@@ -292,7 +289,7 @@ def points_trace(rows: pd.DataFrame, layer_id: str, view: MapView, uid: str,
         "lon": np.round(rows["lon"].to_numpy(dtype=float), 5).tolist(),
         "customdata": np.column_stack([rows["id"].astype(str).to_numpy(dtype=object), names,
                                        categories]).tolist() if len(rows) else [],
-        "marker": {"size": size, "color": OVERLAY_COLOURS[layer_id], "opacity": 0.85},
+        "marker": {"size": size, "color": layer.marker_colour, "opacity": 0.85},
         "hovertemplate": (f"<b>{layer.symbol} %{{customdata[1]}}</b><br>%{{customdata[2]}}"
                           "<br>%{customdata[0]}<extra></extra>"),
     }
@@ -315,7 +312,7 @@ def base_traces(data: CityData, theme: str) -> list[dict[str, Any]]:
         {"type": "choroplethmap", "uid": "base-land", "geojson": features,
          "locations": [f["id"] for f in features["features"]], "featureidkey": "id",
          "z": [0] * len(features["features"]), "zmin": 0, "zmax": 1,
-         "colorscale": [[0, colours["land"]], [1, colours["land"]]], "showscale": False,
+         "colorscale": [[0, colours["ground"]], [1, colours["ground"]]], "showscale": False,
          "marker": {"line": {"width": 1.2, "color": colours["line"]}, "opacity": 1.0},
          "hoverinfo": "skip"},
     ]

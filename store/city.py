@@ -30,7 +30,7 @@ from data import AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import AdapterBase, empty_frame
 from geo.areal import apportion
 from geo.hexes import cell_area_km2, parents
-from layers import LAYERS
+from layers import LAYERS, outline_layers
 from layers.aggregate import aggregate, cells_in_view, filter_rows
 from layers.base import Metric
 from store.history import HistoryError, ReplayStore, open_history, state_at
@@ -332,8 +332,8 @@ class CityData:
         """(key, zh title, en title) of everything that can be drawn as outlines."""
         choices = [(f"boundary:{b.spec.level}", b.spec.title_zh, b.spec.title_en)
                    for b in self.boundaries]
-        choices += [(f"land:{s.name}", s.title_zh, s.title_en)
-                    for s in self.config.sources_for("land")]
+        choices += [(f"{layer.id}:{s.name}", s.title_zh, s.title_en)
+                    for layer in outline_layers() for s in self.config.sources_for(layer.id)]
         return choices
 
     def outlines(self, key: str) -> tuple[list[float | None], list[float | None]]:
@@ -345,7 +345,7 @@ class CityData:
             boundary = self.boundary(name)
             geoms = None if boundary is None else boundary.units.geometry.values
             cache_key: tuple[Any, ...] = (key,)
-        elif kind == "land":
+        elif kind in {layer.id for layer in outline_layers()}:
             areas = self.areas(name)
             geoms = None if areas is None else areas.geometry.values
             cache_key = (key, self.version)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from layers import event_roles
 from ops.auth import Auth
 from ops.events.model import (
     CHANGE_ROLES,
@@ -85,8 +86,11 @@ class EventPipeline:
         return result
 
     def ingest_city(self, data: CityData) -> IngestResult:
-        """Ingest every source playing the government layer's ``requests`` role."""
-        return self.ingest(data.frame("government", "requests"))
+        """Ingest every source playing a role whose rows feed events (government's ``requests``)."""
+        frames = [data.frame(layer.id, role.name) for layer, role in event_roles()]
+        if len(frames) == 1:
+            return self.ingest(frames[0])
+        return self.ingest(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
 
     # -------------------------------------------------------------- lifecycle
     def transition(self, event_id: int, to: str, *, actor: str, role: str,
