@@ -1,6 +1,6 @@
 """Early warning (预测预警): rules from config evaluated into de-duplicated alerts.
 
-Each :class:`~ops.signs.settings.Rule` is checked against the city at a moment and
+Each :class:`~ops.signs.rules.Rule` is checked against the city at a moment and
 yields *findings* — one per key (an indicator, an H3 cell, a device id) whose
 condition holds. An :class:`AlertBook` turns findings into alerts:
 
@@ -21,15 +21,9 @@ they were — not knowing is not the same as the condition having ended.
 Alerts live in memory, per process (nothing is persisted): a restart starts a new
 book, and with several web workers each keeps its own.
 
-Rule kinds (see :mod:`ops.signs.settings` for the keys):
-
-``threshold``   an indicator's value beyond ``above``/``below`` (or its thresholds)
-``forecast``    an indicator's forecast band crossing a limit ``within`` a horizon
-``cell_count``  rows per H3 cell (at ``res``) whose time is in the last ``window``
-``reading``     a row's ``column`` (e.g. a sensor reading) beyond a limit, per id
-``silent``      an id whose latest ``time`` is older than ``after``
-``anomaly``     a cell's count in the latest bucket (or an indicator's latest value)
-                against its previous ``baseline_buckets``: z = (x − mean) / max(sd, min_std)
+Each rule kind (threshold, forecast, cell_count, reading, silent, anomaly, …) is
+a class in :mod:`ops.signs.rules` that knows its own check and messages; the book
+only keeps what they find.
 """
 
 from __future__ import annotations
@@ -44,22 +38,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
 
-from geo.hexes import parents, to_hex
-from ops.signs.indicators import (
-    IndicatorHistory,
-    IndicatorReading,
-    evaluate,
-    event_rows,
-    failed_reading,
-    filter_where,
-    reference_time,
-    state_rows,
-    time_ns,
-)
-from ops.signs.settings import Indicator, Rule, Severity
+from geo.hexes import to_hex
+from ops.signs.indicator_spec import Indicator
+from ops.signs.indicators import IndicatorHistory, IndicatorReading, evaluate, failed_reading
+from ops.signs.kit import Severity
+from ops.signs.rows import reference_time
+from ops.signs.rules import Rule
+from ops.signs.rules.base import CheckContext, Finding, RuleUnavailable
 
 if TYPE_CHECKING:
     from store.city import CityData
@@ -68,25 +55,6 @@ log = logging.getLogger(__name__)
 
 AlertState = Literal["active", "cleared"]
 _SEVERITY_RANK = {"info": 0, "warn": 1, "alarm": 2}
-
-
-class RuleUnavailable(Exception):
-    """A rule cannot be evaluated now (no value, not enough history); its alerts stay."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One key for which a rule's condition holds at the moment of evaluation."""
-
-    key: str
-    severity: Severity
-    value: float
-    limit: float | None = None
-    cells: tuple[int, ...] = ()
-    #: Extra placeholders for the message (already formatted).
-    fields: Mapping[str, str] = field(default_factory=dict)
-    #: How far beyond the limit: the strongest findings are kept when a rule has too many.
-    strength: float = 0.0
 
 
 @dataclass
@@ -171,333 +139,14 @@ class AlertChanges:
         }
 
 
-# ---------------------------------------------------------------- messages
-_DEFAULT_MESSAGES: dict[tuple[str, str], tuple[str, str]] = {
-    ("threshold", "above"): ("{title}：{value}{unit}，高于{limit}{unit}",
-                             "{title}: {value} {unit}, above {limit} {unit}"),
-    ("threshold", "below"): ("{title}：{value}{unit}，低于{limit}{unit}",
-                             "{title}: {value} {unit}, below {limit} {unit}"),
-    ("forecast", "above"): ("{title}：预计{within}内超过{limit}{unit}（约{at}，预测{value}{unit}）",
-                            "{title}: expected to exceed {limit} {unit} within {within} "
-                            "(around {at}, forecast {value} {unit})"),
-    ("forecast", "below"): ("{title}：预计{within}内低于{limit}{unit}（约{at}，预测{value}{unit}）",
-                            "{title}: expected to fall below {limit} {unit} within {within} "
-                            "(around {at}, forecast {value} {unit})"),
-    ("cell_count", "above"): ("{title}：网格{cell}近{window}内{value}件，超过{limit}件",
-                              "{title}: {value} in cell {cell} in the last {window}, "
-                              "above {limit}"),
-    ("reading", "above"): ("{title}：{name}读数{value}，高于{limit}",
-                           "{title}: {name} reads {value}, above {limit}"),
-    ("reading", "below"): ("{title}：{name}读数{value}，低于{limit}",
-                           "{title}: {name} reads {value}, below {limit}"),
-    ("silent", "above"): ("{title}：{name}已{minutes}分钟无数据（限{after}）",
-                          "{title}: {name} silent for {minutes} min (limit {after})"),
-    ("anomaly", "above"): ("{title}：{where}近{bucket}为{value}，较前{k}个时段均值{mean}异常"
-                           "偏高（z={z}）",
-                           "{title}: {value} in the last {bucket} {where}, unusually high "
-                           "against the previous {k} periods (mean {mean}, z = {z})"),
-}
-
-
-def _fmt(value: float | None, decimals: int = 1) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    if abs(value - round(value)) < 1e-9:
-        return f"{round(value):d}"
-    return f"{value:.{max(decimals, 1)}f}"
-
-
-def _duration(seconds: float, language: str) -> str:
-    zh = language.startswith("zh")
-    if seconds % 86400 == 0:
-        n, unit = seconds / 86400, ("天" if zh else " d")
-    elif seconds % 3600 == 0:
-        n, unit = seconds / 3600, ("小时" if zh else " h")
-    elif seconds % 60 == 0:
-        n, unit = seconds / 60, ("分钟" if zh else " min")
-    else:
-        n, unit = seconds, ("秒" if zh else " s")
-    return f"{_fmt(n)}{unit}"
-
-
-class _Defaults(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
-def _message(rule: Rule, finding: Finding, language: str, unit: str) -> str:
-    custom = rule.message_zh if language.startswith("zh") else rule.message_en
-    direction = str(finding.fields.get("direction", rule.direction))
-    template = custom or _DEFAULT_MESSAGES.get(
-        (rule.kind, direction), _DEFAULT_MESSAGES.get((rule.kind, "above"), ("", "")),
-    )[0 if language.startswith("zh") else 1]
-    values = _Defaults({
-        "title": rule.title(language), "rule": rule.name, "key": finding.key,
-        "value": finding.fields.get("value_text", _fmt(finding.value)),
-        "limit": _fmt(finding.limit), "unit": unit, "severity": finding.severity,
-        "cell": to_hex(finding.cells[0]) if finding.cells else "",
-    })
-    for name, text in finding.fields.items():
-        if name.endswith(("_zh", "_en")):
-            if name.endswith("_zh" if language.startswith("zh") else "_en"):
-                values[name[:-3]] = text
-        else:
-            values.setdefault(name, text)
-    try:
-        text = template.format_map(values)
-    except (ValueError, IndexError, AttributeError):  # the parser refuses these; belt and braces
-        text = f"{values['title']}: {values['value']} ({finding.key})"
-    return " ".join(text.split()) if not language.startswith("zh") else text
-
-
 # ------------------------------------------------------------------ checks
-@dataclass
-class _Context:
-    data: CityData
-    now: pd.Timestamp
-    readings: Mapping[str, IndicatorReading]
-    indicators: Mapping[str, Indicator]
-    timezone: str
-    skipped: dict[str, int]
-
-    def reading(self, name: str) -> IndicatorReading:
-        reading = self.readings.get(name)
-        if reading is None or reading.error is not None:
-            why = "not evaluated" if reading is None else reading.error
-            raise RuleUnavailable(f"indicator {name!r} has no reading ({why})")
-        return reading
-
-    def local_time(self, moment: pd.Timestamp) -> str:
-        return pd.Timestamp(moment).tz_convert(self.timezone).strftime("%H:%M")
-
-
-def _beyond(value: float, rule: Rule) -> bool:
-    if rule.above is not None:
-        return value > rule.above
-    return rule.below is not None and value < rule.below
-
-
-def _check_threshold(rule: Rule, ctx: _Context) -> list[Finding]:
-    assert rule.indicator is not None
-    reading = ctx.reading(rule.indicator)
-    value = reading.value
-    if not math.isfinite(value):
-        raise RuleUnavailable(f"indicator {rule.indicator!r} has no value now")
-    fields = {"indicator_zh": reading.title_zh, "indicator_en": reading.title_en,
-              "value_text": _fmt(value, reading.decimals)}
-    if rule.limit is not None:
-        if not _beyond(value, rule):
-            return []
-        assert rule.severity is not None
-        return [Finding(rule.indicator, rule.severity, value, rule.limit, fields=fields,
-                        strength=abs(value - rule.limit))]
-    thresholds = ctx.indicators[rule.indicator].thresholds
-    assert thresholds is not None  # the parser guarantees it
-    status = thresholds.status(value)
-    if status not in ("warn", "alarm"):
-        return []
-    level = thresholds.alarm if status == "alarm" else thresholds.warn
-    fields["direction"] = thresholds.direction  # the message says "below" for a floor
-    return [Finding(rule.indicator, status, value, level, fields=fields)]  # type: ignore[arg-type]
-
-
-def _check_forecast(rule: Rule, ctx: _Context) -> list[Finding]:
-    assert rule.indicator is not None
-    reading = ctx.reading(rule.indicator)
-    predicted = reading.forecast
-    if predicted is None or predicted.method == "none":
-        raise RuleUnavailable(f"indicator {rule.indicator!r} has no forecast now")
-    until = ctx.now + pd.Timedelta(seconds=rule.within)
-    if rule.limit is not None:
-        assert rule.severity is not None
-        levels: list[tuple[Severity, float, bool]] = [(rule.severity, rule.limit, False)]
-        direction = rule.direction
-    else:
-        thresholds = ctx.indicators[rule.indicator].thresholds
-        assert thresholds is not None
-        direction = thresholds.direction
-        levels = []
-        if thresholds.alarm is not None:
-            levels.append(("alarm", thresholds.alarm, True))
-        if thresholds.warn is not None:
-            levels.append(("warn", thresholds.warn, True))
-    for severity, limit, inclusive in levels:
-        crossing = predicted.first_crossing(limit, direction, rule.band, until, inclusive)
-        if crossing is None:
-            continue
-        when, value = crossing
-        fields = {"indicator_zh": reading.title_zh, "indicator_en": reading.title_en,
-                  "at": ctx.local_time(when),
-                  "within_zh": _duration(rule.within, "zh"), "within_en": _duration(rule.within, "en"),
-                  "value_text": _fmt(value, reading.decimals)}
-        return [Finding(rule.indicator, severity, value, limit, fields=fields,
-                        strength=abs(value - limit))]
-    return []
-
-
-def _rule_rows(rule: Rule, rows: pd.DataFrame) -> pd.DataFrame:
-    if rule.source is not None and "source" in rows:
-        rows = rows.loc[(rows["source"] == rule.source).to_numpy()]
-    return filter_where(rows, rule.where)
-
-
-def _timed(rule: Rule, rows: pd.DataFrame, ctx: _Context, column: str) -> pd.DataFrame:
-    missing = rows[column].isna().to_numpy() if column in rows else np.ones(len(rows), bool)
-    if missing.any():
-        ctx.skipped[rule.name] = ctx.skipped.get(rule.name, 0) + int(missing.sum())
-    return rows.loc[~missing]
-
-
-def _check_cell_count(rule: Rule, ctx: _Context) -> list[Finding]:
-    assert rule.layer is not None and rule.role is not None and rule.above is not None
-    rows, _ = event_rows(ctx.data, rule.layer, rule.role, rule.source, ctx.now)
-    rows = _timed(rule, _rule_rows(rule, rows), ctx, rule.time_column)
-    if rows.empty:
-        return []
-    times = time_ns(rows[rule.time_column])
-    now_ns = ctx.now.as_unit("ns").value
-    recent = (times > now_ns - int(rule.window * 1e9)) & (times <= now_ns)
-    cells = parents(rows["cell"].to_numpy()[recent], rule.res)
-    if len(cells) == 0:
-        return []
-    found, counts = np.unique(cells, return_counts=True)
-    assert rule.severity is not None
-    window = {"window_zh": _duration(rule.window, "zh"), "window_en": _duration(rule.window, "en")}
-    return [Finding(to_hex(int(cell)), rule.severity, float(n), rule.above, (int(cell),),
-                    fields=window, strength=float(n) - rule.above)
-            for cell, n in zip(found, counts, strict=True) if n > rule.above]
-
-
-def _names(rows: pd.DataFrame) -> pd.Series:
-    names = rows["name"].astype("string") if "name" in rows else pd.Series(pd.NA, index=rows.index)
-    return names.fillna(rows["id"].astype("string"))
-
-
-def _check_reading(rule: Rule, ctx: _Context) -> list[Finding]:
-    assert rule.layer is not None and rule.role is not None
-    rows = state_rows(ctx.data, rule.layer, rule.role, rule.source, ctx.now)
-    if rows is None:
-        raise RuleUnavailable(f"no {rule.layer}/{rule.role} rows known at {ctx.now}")
-    rows = _rule_rows(rule, rows)
-    if rows.empty or rule.column not in rows:
-        return []
-    values = pd.to_numeric(rows[rule.column], errors="coerce").to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        hit = values > rule.above if rule.above is not None else values < rule.below  # type: ignore[operator]
-    hit &= np.isfinite(values)
-    rows, values = rows.loc[hit], values[hit]
-    names = _names(rows)
-    assert rule.severity is not None and rule.limit is not None
-    return [Finding(str(row_id), rule.severity, float(value), rule.limit, (int(cell),),
-                    fields={"name": str(name), "column": rule.column},
-                    strength=abs(float(value) - rule.limit))
-            for row_id, cell, value, name in zip(rows["id"], rows["cell"], values, names,
-                                                 strict=True)]
-
-
-def _check_silent(rule: Rule, ctx: _Context) -> list[Finding]:
-    assert rule.layer is not None and rule.role is not None
-    rows, _ = event_rows(ctx.data, rule.layer, rule.role, rule.source, ctx.now)
-    rows = _timed(rule, _rule_rows(rule, rows), ctx, "time")
-    if rows.empty:
-        return []
-    latest = rows.sort_values("time", kind="stable").drop_duplicates("id", keep="last")
-    silent_s = (ctx.now - latest["time"]).dt.total_seconds().to_numpy()
-    hit = silent_s > rule.after
-    latest, silent_s = latest.loc[hit], silent_s[hit]
-    assert rule.severity is not None
-    after = {"after_zh": _duration(rule.after, "zh"), "after_en": _duration(rule.after, "en")}
-    return [Finding(str(row_id), rule.severity, seconds / 60.0, rule.after / 60.0, (int(cell),),
-                    fields={"name": str(name), "minutes": _fmt(seconds / 60.0, 0), **after},
-                    strength=seconds)
-            for row_id, cell, seconds, name in zip(latest["id"], latest["cell"], silent_s,
-                                                   _names(latest), strict=True)]
-
-
-def zscore(current: float, earlier: np.ndarray, min_std: float) -> tuple[float, float, float]:
-    """(z, mean, sd) of ``current`` against ``earlier`` (sample sd, floored at ``min_std``)."""
-    mean = float(np.mean(earlier))
-    sd = float(np.std(earlier, ddof=1)) if len(earlier) > 1 else 0.0
-    return (current - mean) / max(sd, min_std), mean, sd
-
-
-def cell_bucket_counts(times: np.ndarray, cells: np.ndarray, now_ns: int, bucket_ns: int,
-                       buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts per cell (rows) and bucket (columns: 0 = ``(now − bucket, now]``, 1 = the one before …)."""
-    age = now_ns - times
-    keep = (age >= 0) & (age < bucket_ns * buckets)
-    index = age[keep] // bucket_ns
-    found, cell_index = np.unique(cells[keep], return_inverse=True)
-    counts = np.zeros((len(found), buckets), dtype=float)
-    np.add.at(counts, (cell_index, index), 1.0)
-    return found, counts
-
-
-def _check_anomaly(rule: Rule, ctx: _Context) -> list[Finding]:
-    assert rule.severity is not None
-    bucket = {"bucket_zh": _duration(rule.bucket, "zh"), "bucket_en": _duration(rule.bucket, "en")}
-    if rule.indicator is not None:
-        reading = ctx.reading(rule.indicator)
-        values = np.asarray(reading.series_values, dtype=float)
-        if len(values) == 0 or not math.isfinite(values[-1]):
-            raise RuleUnavailable(f"indicator {rule.indicator!r} has no value now")
-        earlier = values[:-1][np.isfinite(values[:-1])][-rule.baseline_buckets:]
-        if len(earlier) < 2:
-            raise RuleUnavailable(f"indicator {rule.indicator!r} has fewer than 2 earlier values")
-        z, mean, sd = zscore(values[-1], earlier, rule.min_std)
-        if values[-1] < rule.min_count or z < rule.z:
-            return []
-        fields = {"indicator_zh": reading.title_zh, "indicator_en": reading.title_en,
-                  "where_zh": "", "where_en": "", "mean": _fmt(mean), "std": _fmt(sd), "z": _fmt(z, 1),
-                  "k": str(len(earlier)), **bucket}
-        return [Finding(rule.indicator, rule.severity, float(values[-1]),
-                        mean + rule.z * max(sd, rule.min_std), fields=fields, strength=z)]
-    assert rule.layer is not None and rule.role is not None
-    rows, coverage = event_rows(ctx.data, rule.layer, rule.role, rule.source, ctx.now)
-    rows = _timed(rule, _rule_rows(rule, rows), ctx, rule.time_column)
-    k = rule.baseline_buckets
-    if coverage is not None:
-        # Only buckets wholly inside the known history count as a baseline.
-        known = int((ctx.now - coverage).total_seconds() // rule.bucket) - 1
-        k = min(k, known)
-    if k < 2:
-        raise RuleUnavailable(f"needs at least 2 earlier {_duration(rule.bucket, 'en')} "
-                              "buckets of history")
-    if rows.empty:
-        return []
-    cells = parents(rows["cell"].to_numpy(), rule.res)
-    found, counts = cell_bucket_counts(time_ns(rows[rule.time_column]), cells,
-                                       ctx.now.as_unit("ns").value, int(rule.bucket * 1e9), k + 1)
-    findings = []
-    for cell, row in zip(found, counts, strict=True):
-        current = row[0]
-        if current < rule.min_count:
-            continue
-        z, mean, sd = zscore(current, row[1:], rule.min_std)
-        if z < rule.z:
-            continue
-        hexed = to_hex(int(cell))
-        fields = {"where_zh": f"网格{hexed}", "where_en": f"in cell {hexed}", "mean": _fmt(mean),
-                  "std": _fmt(sd), "z": _fmt(z, 1), "k": str(k), **bucket}
-        findings.append(Finding(hexed, rule.severity, float(current),
-                                mean + rule.z * max(sd, rule.min_std), (int(cell),),
-                                fields=fields, strength=z))
-    return findings
-
-
-_CHECKS = {
-    "threshold": _check_threshold, "forecast": _check_forecast, "cell_count": _check_cell_count,
-    "reading": _check_reading, "silent": _check_silent, "anomaly": _check_anomaly,
-}
-
-
 def check_rule(rule: Rule, data: CityData, now: pd.Timestamp,
                readings: Mapping[str, IndicatorReading] | None = None,
                indicators: Sequence[Indicator] = ()) -> list[Finding]:
     """The findings of one rule at ``now`` (pure); raises :class:`RuleUnavailable`."""
-    ctx = _Context(data, pd.Timestamp(now), readings or {}, {i.name: i for i in indicators},
-                   data.config.city.timezone, {})
-    return _CHECKS[rule.kind](rule, ctx)
+    ctx = CheckContext(data, pd.Timestamp(now), readings or {}, {i.name: i for i in indicators},
+                       data.config.city.timezone)
+    return rule.check(ctx)
 
 
 # -------------------------------------------------------------------- book
@@ -533,7 +182,7 @@ class AlertBook:
                   given: Mapping[str, IndicatorReading] | None) -> dict[str, IndicatorReading]:
         readings = dict(given or {})
         wanted = {r.indicator for r in self.rules if r.enabled and r.indicator}
-        forecasts = {r.indicator for r in self.rules if r.enabled and r.kind == "forecast"}
+        forecasts = {r.indicator for r in self.rules if r.enabled and r.needs_forecast}
         for name in sorted(wanted - set(readings)):
             indicator = self.indicators[name]
             try:
@@ -552,14 +201,14 @@ class AlertBook:
         :func:`~ops.signs.indicators.evaluate_all`) saves recomputing indicators.
         """
         now = reference_time(data) if now is None else pd.Timestamp(now)
-        ctx = _Context(data, now, self._readings(data, now, readings), self.indicators,
-                       data.config.city.timezone, {})
+        ctx = CheckContext(data, now, self._readings(data, now, readings), self.indicators,
+                           data.config.city.timezone)
         changes = AlertChanges(time=now)
         for rule in self.rules:
             if not rule.enabled:
                 continue
             try:
-                findings = _CHECKS[rule.kind](rule, ctx)
+                findings = rule.check(ctx)
             except RuleUnavailable as exc:
                 changes.errors[rule.name] = str(exc)
                 continue
@@ -587,8 +236,8 @@ class AlertBook:
         seen = set()
         for finding in known + fresh:
             seen.add(finding.key)
-            message_zh = _message(rule, finding, "zh", units[0])
-            message_en = _message(rule, finding, "en", units[1])
+            message_zh = rule.message(finding, "zh", units[0])
+            message_en = rule.message(finding, "en", units[1])
             alert = self._active.get((rule.name, finding.key))
             if alert is None:
                 alert = Alert(
@@ -652,7 +301,4 @@ class AlertBook:
             return [a.as_dict() for a in alerts]
 
 
-__all__ = [
-    "Alert", "AlertBook", "AlertChanges", "Finding", "RuleUnavailable", "cell_bucket_counts",
-    "check_rule", "zscore",
-]
+__all__ = ["Alert", "AlertBook", "AlertChanges", "Finding", "RuleUnavailable", "check_rule"]

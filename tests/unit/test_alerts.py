@@ -333,14 +333,14 @@ def test_signs_and_alerts_api(tmp_path: Path) -> None:
 
 
 def test_floor_threshold_alert_says_below() -> None:
-    from ops.signs.alerts import Finding, _message
+    from ops.signs.alerts import Finding
     from ops.signs.settings import parse_rules
 
     rule = parse_rules([{"name": "r", "kind": "threshold", "indicator": "x"}],
                        (_floor_indicator(),))[0]
     finding = Finding("x", "warn", 80.0, 93.0, fields={"direction": "below"})
-    assert "below" in _message(rule, finding, "en", "%")
-    assert "低于" in _message(rule, finding, "zh-CN", "%")
+    assert "below" in rule.message(finding, "en", "%")
+    assert "低于" in rule.message(finding, "zh-CN", "%")
 
 
 def _floor_indicator():
