@@ -1,8 +1,23 @@
 """The five city-element layers — 人、企、地、物、政 — in display order.
 
 :data:`LAYERS` is the registry: a new layer is one module here plus one entry in it.
+The module declares everything about the layer — roles and their fields, metrics,
+colour scale and point colour, overlay, which roles draw as points close up or feed
+the event queue — and subclasses :class:`Layer` only to add profile sections::
+
+    # layers/noise.py
+    COMPLAINTS = Role("complaints", "point", "噪声投诉", "Noise complaints",
+                      fields=(Field("category", breakdown=True),))
+    LAYER = Layer(id="noise", title_zh="噪声", title_en="Noise", symbol="声",
+                  roles={"complaints": COMPLAINTS}, default_role="complaints",
+                  base_metrics=(Metric("complaints", "噪声投诉", "Noise complaints",
+                                       role="complaints"),),
+                  colorscale=("#101010", "#303030", "#505050", "#707070", "#909090", "#b0b0b0"),
+                  overlay="points", overlay_role="complaints", point_roles=("complaints",))
+
 Code elsewhere never names a layer; it iterates the registry or asks it by property
-(:func:`event_roles`, :func:`outline_layers`, :func:`population_metric`).
+(:func:`event_roles`, :func:`outline_layers`, :func:`population_metric`), and
+``tests/contract/test_layer_contract.py`` holds every layer to the same contract.
 """
 
 from __future__ import annotations
