@@ -459,10 +459,9 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
     _check_keys(where, table, SOURCE_COMMON_KEYS | field_keys | set(adapter.options))
     for option in adapter.required_options:
         _require(where, table, option)
-    check = getattr(adapter, "check_options", None)
-    if check is not None:  # adapter-specific validation, at load time not first read
-        check(where, {k: v for k, v in table.items() if k in adapter.options},
-              {k: v for k, v in table.items() if k in field_keys})
+    # Adapter-specific validation, at load time not first read.
+    adapter.check_options(where, {k: v for k, v in table.items() if k in adapter.options},
+                          {k: str(v) for k, v in table.items() if k in field_keys})
     where_filter = table.get("where", {})
     if not isinstance(where_filter, Mapping):
         raise ConfigError(f"{where}.where: expected a table of column = [values]")

@@ -7,6 +7,10 @@ cities that use it. Third-party adapters register in the entry-point group
 
     [project.entry-points."citybrain.adapters"]
     my-scada = "my_package.adapter:ScadaAdapter"
+
+Every adapter provides the hooks declared in :mod:`data.hooks` (deriving from
+:class:`~data.base.AdapterBase` gives each its default); a registered class that
+lacks one is refused by name when a config chooses it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from config.city import ConfigError
-from data.base import Adapter, AdapterBase, AdapterContext, Batch, SourceError, normalise
+from data.base import AdapterBase, AdapterContext, Batch, SourceError, normalise
+from data.hooks import HOOKS, Adapter, missing_hooks
 
 ENTRY_POINT_GROUP = "citybrain.adapters"
 
@@ -47,18 +52,28 @@ def adapter_names() -> list[str]:
     return sorted(set(BUILTIN) | set(_entry_points()))
 
 
-def get_adapter_class(name: str) -> type[AdapterBase]:
-    """The adapter class registered under ``name``; unknown names list the valid ones."""
+def get_adapter_class(name: str) -> type[Adapter]:
+    """The adapter class registered under ``name``; unknown names list the valid ones.
+
+    A class missing any hook of :class:`~data.hooks.Adapter` is refused, naming the
+    hooks it lacks, rather than failing later wherever the hook is first called.
+    """
     target = BUILTIN.get(name) or _entry_points().get(name)
     if target is None:
         raise ConfigError(f"unknown adapter {name!r}; valid adapters are: "
                           + ", ".join(adapter_names()))
     module_name, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
+    missing = missing_hooks(cls)
+    if missing:
+        raise ConfigError(f"adapter {name!r} ({target}) does not provide the hook(s) "
+                          f"{', '.join(missing)}; derive it from data.base.AdapterBase "
+                          "or see data.hooks")
     return cls  # type: ignore[no-any-return]
 
 
 __all__ = [
     "Adapter", "AdapterBase", "AdapterContext", "Batch", "SourceError", "BUILTIN",
-    "ENTRY_POINT_GROUP", "adapter_names", "get_adapter_class", "normalise",
+    "ENTRY_POINT_GROUP", "HOOKS", "adapter_names", "get_adapter_class", "missing_hooks",
+    "normalise",
 ]

@@ -1,4 +1,5 @@
-"""The adapter contract, and the one normalisation every adapter's rows go through.
+"""The adapter base (the default of every hook in :mod:`data.hooks`), and the one
+normalisation every adapter's rows go through.
 
 An adapter knows how to *read* a kind of system (a file, a database, a broker, an
 HTTP API) and returns raw rows; :func:`normalise` turns those rows into the one
@@ -22,8 +23,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -33,7 +35,6 @@ from geo.crs import to_wgs84
 from geo.hexes import index_points
 
 if TYPE_CHECKING:
-
     from config.city import Source
     from layers.base import Role
 
@@ -73,43 +74,34 @@ class Batch:
     warnings: tuple[str, ...] = ()
 
 
-@runtime_checkable
-class Adapter(Protocol):
-    """What every data adapter provides. Drivers are imported inside the adapter."""
-
-    name: ClassVar[str]
-    #: Config keys this adapter reads (besides the common and field-mapping keys).
-    options: ClassVar[frozenset[str]]
-    required_options: ClassVar[frozenset[str]]
-    #: Streaming adapters push rows continuously; the ingest engine polls ``updates``.
-    streaming: ClassVar[bool]
-
-    def snapshot(self) -> Batch:
-        """Everything the source holds now (within its configured window)."""
-        ...
-
-    def updates(self, since: Any) -> Batch:
-        """Rows that arrived after cursor ``since``; ``replace=True`` for a full re-read."""
-        ...
-
-    def close(self) -> None:
-        ...
-
-
 class AdapterBase:
-    """Shared plumbing for adapters: config, context, normalisation of raw frames."""
+    """Shared plumbing for adapters, and the default of every hook in :mod:`data.hooks`.
+
+    An adapter derives from it and overrides what differs: at least ``name`` and
+    :meth:`snapshot`; ``options`` and friends when it reads any.
+    """
 
     name: ClassVar[str] = ""
     options: ClassVar[frozenset[str]] = frozenset()
     required_options: ClassVar[frozenset[str]] = frozenset()
+    default_fields: ClassVar[Mapping[str, str]] = MappingProxyType({})
     streaming: ClassVar[bool] = False
+    process_local_cursor: ClassVar[bool] = False
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
         from layers import LAYERS
 
-        self.source = source
         self.context = context
         self.role = LAYERS[source.layer].roles[source.role]
+        defaults = {k: v for k, v in self.default_fields.items() if k in self.role.field_names()}
+        # The configured mapping wins; normalise reads the merged one.
+        self.source = replace(source, fields={**defaults, **source.fields}) if defaults else source
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        """Default: the options need no check beyond their keys."""
+        return None
 
     def snapshot(self) -> Batch:
         raise NotImplementedError

@@ -230,13 +230,15 @@ class MqttAdapter(AdapterBase):
     })
     required_options: ClassVar[frozenset[str]] = frozenset({"topics"})
     streaming: ClassVar[bool] = True
+    #: A cursor counts the messages this connection received: meaningless to another.
+    process_local_cursor: ClassVar[bool] = True
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
         super().__init__(source, context)
         if self.role.geometry != "point":
             raise ConfigError(f"[[sources]] {source.name!r}: the mqtt adapter serves point roles; "
                               f"{source.layer}.{source.role} is an area role")
-        self._read_options(source)
+        self._read_options(self.source)
         # State shared with paho's network thread, all guarded by one lock.
         self._lock = threading.Lock()
         self._records: deque[tuple[int, dict[str, Any]]] = deque()
@@ -259,7 +261,7 @@ class MqttAdapter(AdapterBase):
     # ------------------------------------------------------------------ options
     @classmethod
     def check_options(cls, where: str, options: Mapping[str, Any],
-                      fields: Mapping[str, Any]) -> None:
+                      fields: Mapping[str, str]) -> None:
         """Validate the options when the config loads, not at the first read."""
         MqttSettings.parse(where, options)
 

@@ -203,13 +203,17 @@ class PostgisAdapter(AdapterBase):
     """
 
     name = "postgis"
-    #: Called by the config loader, so option mistakes fail at start-up.
-    check_options = staticmethod(parse_options)
     options = frozenset({
         "dsn", "dsn_env", "password_env", "table", "query", "geometry_column", "bbox",
         "time_window", "cursor_column", "limit", "connect_timeout",
     })
     required_options: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        """Validate the options when the config loads, not at the first read."""
+        parse_options(where, options, fields)
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
         super().__init__(source, context)

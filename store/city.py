@@ -26,8 +26,8 @@ import pandas as pd
 
 from config.city import REPO_ROOT, Boundary, CityConfig, Source
 from config.clock import CityClock
-from data import AdapterContext, Batch, SourceError, get_adapter_class
-from data.base import AdapterBase, empty_frame
+from data import Adapter, AdapterContext, Batch, SourceError, get_adapter_class
+from data.base import empty_frame
 from geo.areal import apportion
 from geo.hexes import cell_area_km2, parents
 from layers import LAYERS, outline_layers
@@ -137,7 +137,7 @@ class CityData:
         }
         self._frames: dict[str, pd.DataFrame] = {}  # by source name
         self._areas: dict[str, gpd.GeoDataFrame] = {}  # area sources' polygons
-        self._adapters: dict[str, AdapterBase] = {}
+        self._adapters: dict[str, Adapter] = {}
         self._cursors: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._aggregates: OrderedDict[tuple[Any, ...], pd.Series] = OrderedDict()
@@ -160,7 +160,7 @@ class CityData:
             data.refresh_source(source)
         return data
 
-    def adapter(self, source: Source) -> AdapterBase:
+    def adapter(self, source: Source) -> Adapter:
         if source.name not in self._adapters:
             cls = get_adapter_class(source.adapter)
             self._adapters[source.name] = cls(source, self.context)

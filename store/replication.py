@@ -77,12 +77,6 @@ log = logging.getLogger(__name__)
 Op = Literal["batch", "error", "expire"]
 Mode = Literal["local", "leader", "follower"]
 
-#: Adapters whose cursors only mean something to the adapter instance that handed
-#: them out (an MQTT cursor counts the messages one connection received). A new
-#: leader starts these sources afresh instead of passing on the old leader's cursor.
-#: An adapter can also say so itself with ``process_local_cursor = True``.
-PROCESS_LOCAL_CURSORS = frozenset({"mqtt"})
-
 #: How long the keys of a deployment outlive its last process (seconds).
 SESSION_TTL = 3600
 _CHECKPOINT_MAGIC = b"CBCK1"
@@ -335,8 +329,8 @@ class ReplicatedCityData(CityData):
     def forget_local_cursors(self) -> None:
         """Before leading: drop cursors that only the previous leader's adapters understood."""
         for source in self.config.sources:
-            cls = get_adapter_class(source.adapter)
-            if getattr(cls, "process_local_cursor", source.adapter in PROCESS_LOCAL_CURSORS):
+            # The adapter's own hook says whether its cursors survive a change of reader.
+            if get_adapter_class(source.adapter).process_local_cursor:
                 self._cursors.pop(source.name, None)
 
     # ------------------------------------------------------ changes (leader side)

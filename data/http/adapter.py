@@ -2,7 +2,8 @@
 
 The source's field mapping names keys of the flat rows: nested objects become
 dotted keys (``properties.owner``, ``extended_attributes.channel``). Every
-adapter brings a default mapping (its class's ``default_fields`` hook), so a
+adapter brings a default mapping (its class's ``default_fields`` hook, applied by
+:class:`~data.base.AdapterBase`), so a
 source needs no more than its ``endpoint``; keys set in the config win.
 """
 
@@ -10,9 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -93,8 +93,6 @@ def _as_utc_text(value: Any) -> Any:
 class HttpAdapter(AdapterBase):
     """Shared plumbing: settings, the client, default field mapping, rows → Batch."""
 
-    #: Flattened-record keys a minimal config maps to (normalised name → key).
-    default_fields: ClassVar[Mapping[str, str]] = {}
     settings: Any
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
@@ -103,10 +101,6 @@ class HttpAdapter(AdapterBase):
             raise ConfigError(f"[[sources]] {source.name!r}: the {self.name} adapter reads "
                               f"points; role {source.role!r} of layer {source.layer!r} is "
                               "an area role")
-        valid = set(self.role.field_names())
-        defaults = {k: v for k, v in self.default_fields.items() if k in valid}
-        # The configured mapping wins; normalise reads the merged one.
-        self.source = replace(source, fields={**defaults, **source.fields})
         self.client: HttpClient = self._client()
 
     def _client(self) -> HttpClient:

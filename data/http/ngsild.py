@@ -83,11 +83,16 @@ class NgsiLdAdapter(HttpAdapter):
     options = frozenset({"endpoint", "entity_type", "page_size", "max_pages", "tenant",
                          "context", "key_values", "timeout", "token_env"})
     required_options: ClassVar[frozenset[str]] = frozenset({"endpoint"})
-    check_options = staticmethod(parse_ngsild_options)
     default_fields: ClassVar[Mapping[str, str]] = {
         "id": "id", "label": "name", "time": "time", "lat": "lat", "lon": "lon",
         "category": "type",
     }
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        """Validate the options when the config loads, not at the first read."""
+        parse_ngsild_options(where, options, fields)
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
         self.settings = parse_ngsild_options(f"[[sources]] {source.name!r}", source.options)

@@ -104,14 +104,18 @@ class Open311Adapter(HttpAdapter):
     options = frozenset({"endpoint", "jurisdiction_id", "service_code", "window", "lookback",
                          "full_refresh", "timeout", "token_env", "api_key_param"})
     required_options: ClassVar[frozenset[str]] = frozenset({"endpoint"})
-    #: Called by the config loader, so option mistakes fail at start-up.
-    check_options = staticmethod(parse_open311_options)
     default_fields: ClassVar[Mapping[str, str]] = {
         "id": "service_request_id", "time": "requested_datetime", "lat": "lat", "lon": "long",
         "label": "address", "category": "service_name", "status": "status",
         "agency": "agency_responsible", "descriptor": "description",
         "closed_time": "closed_datetime",
     }
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        """Validate the options when the config loads, not at the first read."""
+        parse_open311_options(where, options, fields)
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
         self.settings = parse_open311_options(f"[[sources]] {source.name!r}", source.options)

@@ -58,11 +58,16 @@ class SensorThingsAdapter(HttpAdapter):
     options = frozenset({"endpoint", "things_filter", "page_size", "max_pages", "timeout",
                          "token_env"})
     required_options: ClassVar[frozenset[str]] = frozenset({"endpoint"})
-    check_options = staticmethod(parse_sensorthings_options)
     default_fields: ClassVar[Mapping[str, str]] = {
         "id": "id", "label": "name", "time": "time", "lat": "lat", "lon": "lon",
         "category": "datastream", "reading": "result",
     }
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        """Validate the options when the config loads, not at the first read."""
+        parse_sensorthings_options(where, options, fields)
 
     def __init__(self, source: Source, context: AdapterContext) -> None:
         self.settings = parse_sensorthings_options(f"[[sources]] {source.name!r}",

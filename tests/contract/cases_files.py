@@ -9,16 +9,20 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from config.city import parse_config
+from config.city import CityConfig, parse_config
 from data import AdapterContext, get_adapter_class
 from tests.contract.sample import all_rows, source_table
 
 CITY = {"name": "Contract City", "center": {"lat": 40.7, "lon": -73.9}, "timezone": "UTC"}
 
 
+def load_config_tables(tmp_path: Path, tables: list[dict[str, Any]]) -> CityConfig:
+    """A contract city's config with these ``[[sources]]`` tables, as the app loads one."""
+    return parse_config({"city": CITY, "sources": tables}, tmp_path)
+
+
 def make_adapter(tmp_path: Path, table: dict[str, Any]) -> Any:
-    config = parse_config({"city": CITY, "sources": [table]}, tmp_path)
-    source = config.sources[0]
+    source = load_config_tables(tmp_path, [table]).sources[0]
     return get_adapter_class(source.adapter)(source, AdapterContext(base_res=10, timezone="UTC"))
 
 
