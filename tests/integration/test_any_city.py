@@ -605,10 +605,27 @@ def adapters_reference() -> str:
     return "\n".join(lines)
 
 
+def rules_reference() -> str:
+    """Every rule kind, what it checks and its own keys, from ``ops.signs.rules.RULE_KINDS``."""
+    import importlib
+
+    from ops.signs.rules import RULE_KINDS
+
+    lines = ["| kind | fires when | its keys |", "|---|---|---|"]
+    for kind, cls in RULE_KINDS.items():
+        doc = importlib.import_module(cls.__module__).__doc__ or ""
+        what = " ".join(_rst_to_markdown(doc.strip().split("\n\n")[0]).split())
+        what = what.removeprefix(f"`{kind}`: ").rstrip(".:")
+        keys = ", ".join(f"`{k}`" for k in sorted(cls.keys))
+        lines.append(f"| `{kind}` | {what} | {keys} |")
+    return "\n".join(lines)
+
+
 def generated_blocks() -> dict[str, str]:
     from tests.synthetic_city import city_toml
 
     return {"layers": layers_reference(), "adapters": adapters_reference(),
+            "rules": rules_reference(),
             "example": f"```toml\n{city_toml(TESTBURG).rstrip()}\n```"}
 
 
