@@ -16,12 +16,25 @@ Example::
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from config.kit import (
+    ConfigError,
+    check_keys,
+    choice,
+    env_name,
+    number,
+    parse_duration,
+    positive_duration,
+    require,
+    table_name,
+    unique_names,
+)
+from geo.crs import UnknownCRSError, check_crs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "cities" / "nyc" / "city.toml"
@@ -31,52 +44,6 @@ Language = Literal["zh-CN", "en"]
 Theme = Literal["dark", "light"]
 LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
 THEMES: tuple[Theme, ...] = ("dark", "light")
-
-
-class ConfigError(ValueError):
-    """The city config is invalid; the message says where and what is valid."""
-
-
-def _check_keys(where: str, table: Mapping[str, Any], valid: set[str] | frozenset[str]) -> None:
-    unknown = sorted(set(table) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"valid keys are: {', '.join(sorted(valid))}"
-        )
-
-
-def _require(where: str, table: Mapping[str, Any], key: str) -> Any:
-    if key not in table:
-        raise ConfigError(f"{where}: missing required key {key!r}")
-    return table[key]
-
-
-def _choice(where: str, value: Any, valid: tuple[str, ...] | list[str], what: str) -> str:
-    if value not in valid:
-        raise ConfigError(f"{where}: unknown {what} {value!r}; valid {what}s are: {', '.join(valid)}")
-    return str(value)
-
-
-def _number(where: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{where}: {value!r} is outside [{lo}, {hi}]")
-    return float(value)
-
-
-def parse_duration(where: str, value: Any) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"2h"`` or ``"7d"``."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if isinstance(value, str) and value[-1:] in units:
-        try:
-            return float(value[:-1]) * units[value[-1]]
-        except ValueError:
-            pass
-    raise ConfigError(f"{where}: expected a duration like 90, '90s', '15m', '2h' or '7d', got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -251,34 +218,38 @@ _LIVE_KEYS = {"speed", "refresh", "ingest_interval", "reload", "window", "histor
               "history_retention", "history_backlog"}
 SHARED_MODES = ("auto", "off", "redis")
 HISTORY_STORES = ("memory", "postgresql")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: A table name, optionally schema-qualified; short enough for the index names built on it.
-_TABLE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+def _check_crs(where: str, crs: str) -> None:
+    try:
+        check_crs(crs)
+    except UnknownCRSError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _parse_city(table: Mapping[str, Any]) -> CityInfo:
     where = "[city]"
-    _check_keys(where, table, _CITY_KEYS)
-    center = _require(where, table, "center")
+    check_keys(where, table, _CITY_KEYS)
+    center = require(where, table, "center")
     if not isinstance(center, Mapping):
         raise ConfigError(f"{where}.center: expected {{ lat = …, lon = … }}")
-    _check_keys(f"{where}.center", center, {"lat", "lon"})
+    check_keys(f"{where}.center", center, {"lat", "lon"})
     return CityInfo(
-        name=str(_require(where, table, "name")),
+        name=str(require(where, table, "name")),
         name_zh=str(table.get("name_zh", table["name"])),
-        center_lat=_number(f"{where}.center.lat", _require(where, center, "lat"), -90, 90),
-        center_lon=_number(f"{where}.center.lon", _require(where, center, "lon"), -180, 180),
-        zoom=_number(f"{where}.zoom", table.get("zoom", 10), 0, 22),
+        center_lat=number(f"{where}.center.lat", require(where, center, "lat"), -90, 90),
+        center_lon=number(f"{where}.center.lon", require(where, center, "lon"), -180, 180),
+        zoom=number(f"{where}.zoom", table.get("zoom", 10), 0, 22),
         timezone=str(table.get("timezone", "UTC")),
-        language=_choice(f"{where}.language", table.get("language", "zh-CN"), LANGUAGES,
+        language=choice(f"{where}.language", table.get("language", "zh-CN"), LANGUAGES,
                          "language"),  # type: ignore[arg-type]
-        theme=_choice(f"{where}.theme", table.get("theme", "dark"), THEMES, "theme"),  # type: ignore[arg-type]
+        theme=choice(f"{where}.theme", table.get("theme", "dark"), THEMES, "theme"),  # type: ignore[arg-type]
     )
 
 
 def _parse_map(table: Mapping[str, Any]) -> MapSettings:
     where = "[map]"
-    _check_keys(where, table, _MAP_KEYS)
+    check_keys(where, table, _MAP_KEYS)
     defaults = MapSettings()
     steps = defaults.res_by_zoom
     if "res_by_zoom" in table:
@@ -289,16 +260,16 @@ def _parse_map(table: Mapping[str, Any]) -> MapSettings:
             raise ConfigError(f"{where}.res_by_zoom: expected [[zoom, res], …], got {raw!r}") from exc
         if [z for z, _ in steps] != sorted(z for z, _ in steps) or not steps:
             raise ConfigError(f"{where}.res_by_zoom: zoom steps must be ascending")
-    base_res = int(_number(f"{where}.base_res", table.get("base_res", defaults.base_res), 5, 12))
+    base_res = int(number(f"{where}.base_res", table.get("base_res", defaults.base_res), 5, 12))
     for _, res in steps:
         if not 0 <= res <= base_res:
             raise ConfigError(f"{where}.res_by_zoom: resolution {res} is outside [0, base_res={base_res}]")
     return MapSettings(
         base_res=base_res,
         res_by_zoom=steps,
-        points_zoom=_number(f"{where}.points_zoom", table.get("points_zoom", defaults.points_zoom), 0, 24),
-        max_hexes=int(_number(f"{where}.max_hexes", table.get("max_hexes", defaults.max_hexes), 1)),
-        max_points=int(_number(f"{where}.max_points", table.get("max_points", defaults.max_points), 1)),
+        points_zoom=number(f"{where}.points_zoom", table.get("points_zoom", defaults.points_zoom), 0, 24),
+        max_hexes=int(number(f"{where}.max_hexes", table.get("max_hexes", defaults.max_hexes), 1)),
+        max_points=int(number(f"{where}.max_points", table.get("max_points", defaults.max_points), 1)),
         tile_url=str(table.get("tile_url", "")),
         tile_attribution=str(table.get("tile_attribution", "")),
     )
@@ -306,10 +277,10 @@ def _parse_map(table: Mapping[str, Any]) -> MapSettings:
 
 def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
     where = "[cache]"
-    _check_keys(where, table, _CACHE_KEYS)
+    check_keys(where, table, _CACHE_KEYS)
     defaults = CacheSettings()
     return CacheSettings(
-        type=_choice(f"{where}.type", table.get("type", defaults.type),
+        type=choice(f"{where}.type", table.get("type", defaults.type),
                      ("SimpleCache", "RedisCache", "NullCache"), "cache type"),  # type: ignore[arg-type]
         redis_url_env=str(table.get("redis_url_env", defaults.redis_url_env)),
         default_timeout=int(table.get("default_timeout", defaults.default_timeout)),
@@ -320,56 +291,34 @@ def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
 
 def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
     where = "[live]"
-    _check_keys(where, table, _LIVE_KEYS)
+    check_keys(where, table, _LIVE_KEYS)
     d = LiveSettings()
 
     def duration(key: str, default: float) -> float:
         return parse_duration(f"{where}.{key}", table[key]) if key in table else default
 
     return LiveSettings(
-        speed=_number(f"{where}.speed", table.get("speed", d.speed), 0.001, 100_000),
+        speed=number(f"{where}.speed", table.get("speed", d.speed), 0.001, 100_000),
         refresh=duration("refresh", d.refresh),
         ingest_interval=duration("ingest_interval", d.ingest_interval),
         reload=duration("reload", d.reload),
         window=duration("window", d.window),
         history=duration("history", d.history),
-        max_rows=int(_number(f"{where}.max_rows", table.get("max_rows", d.max_rows), 1)),
+        max_rows=int(number(f"{where}.max_rows", table.get("max_rows", d.max_rows), 1)),
         stale_after=duration("stale_after", d.stale_after),
-        shared=_choice(f"{where}.shared", table.get("shared", d.shared), SHARED_MODES,
+        shared=choice(f"{where}.shared", table.get("shared", d.shared), SHARED_MODES,
                        "sharing mode"),  # type: ignore[arg-type]
-        history_store=_choice(f"{where}.history_store", table.get("history_store", d.history_store),
+        history_store=choice(f"{where}.history_store", table.get("history_store", d.history_store),
                               HISTORY_STORES, "history store"),  # type: ignore[arg-type]
-        history_dsn_env=_env_name(f"{where}.history_dsn_env",
+        history_dsn_env=env_name(f"{where}.history_dsn_env",
                                   table.get("history_dsn_env", d.history_dsn_env)),
-        history_table=_table_name(f"{where}.history_table",
+        history_table=table_name(f"{where}.history_table",
                                   table.get("history_table", d.history_table)),
-        history_retention=_positive_duration(f"{where}.history_retention",
+        history_retention=positive_duration(f"{where}.history_retention",
                                              table.get("history_retention", d.history_retention)),
-        history_backlog=int(_number(f"{where}.history_backlog",
+        history_backlog=int(number(f"{where}.history_backlog",
                                     table.get("history_backlog", d.history_backlog), 1)),
     )
-
-
-def _env_name(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
-        raise ConfigError(f"{where}: expected the name of an environment variable (the DSN itself "
-                          f"never goes in the file), got {value!r}")
-    return value
-
-
-def _table_name(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not _TABLE_NAME.fullmatch(value):
-        raise ConfigError(f"{where}: expected a table name like 'citybrain_history' or "
-                          f"'schema.table' (letters, digits, _; at most 40 characters), "
-                          f"got {value!r}")
-    return value
-
-
-def _positive_duration(where: str, value: Any) -> float:
-    seconds = parse_duration(where, value)
-    if seconds <= 0:
-        raise ConfigError(f"{where}: must be positive, got {value!r}")
-    return seconds
 
 
 _TOUR_KEYS = {"layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en"}
@@ -383,8 +332,8 @@ def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
     out = []
     for index, step in enumerate(steps):
         where = f"[[tour]] #{index + 1}"
-        _check_keys(where, step, _TOUR_KEYS)
-        layer = _choice(f"{where}.layer", _require(where, step, "layer"), list(LAYERS), "layer")
+        check_keys(where, step, _TOUR_KEYS)
+        layer = choice(f"{where}.layer", require(where, step, "layer"), list(LAYERS), "layer")
         metric = step.get("metric")
         if metric is not None:
             try:
@@ -395,7 +344,7 @@ def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
                                       f"{layer!r}") from None
         overlays = tuple(str(o) for o in step.get("overlays", []))
         for overlay in overlays:
-            _choice(f"{where}.overlays", overlay, list(LAYERS), "layer")
+            choice(f"{where}.overlays", overlay, list(LAYERS), "layer")
         caption_en = str(step.get("caption_en", ""))
         out.append(TourStep(
             layer=layer,
@@ -419,15 +368,13 @@ def _parse_ops(raw: Mapping[str, Any], sources: tuple[Source, ...]) -> Any:
 
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
     where = f"[[boundaries]] #{index + 1}"
-    _check_keys(where, table, _BOUNDARY_KEYS)
+    check_keys(where, table, _BOUNDARY_KEYS)
     if table.get("crs") is not None:
-        from geo.crs import check_crs
-
-        check_crs(f"{where}.crs", str(table["crs"]))
+        _check_crs(f"{where}.crs", str(table["crs"]))
     level = str(table.get("level", f"level{index + 1}"))
     return Boundary(
-        path=(base_dir / str(_require(where, table, "path"))).resolve(),
-        name_field=str(_require(where, table, "name_field")),
+        path=(base_dir / str(require(where, table, "path"))).resolve(),
+        name_field=str(require(where, table, "name_field")),
         level=level,
         title_zh=str(table.get("title_zh", table.get("title_en", level))),
         title_en=str(table.get("title_en", level)),
@@ -442,23 +389,23 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
     from data import adapter_names, get_adapter_class
     from layers import LAYERS
 
-    layer_id = str(_require(f"[[sources]] #{index + 1}", table, "layer"))
+    layer_id = str(require(f"[[sources]] #{index + 1}", table, "layer"))
     name = str(table.get("name", f"{layer_id}-{index + 1}"))
     where = f"[[sources]] {name!r}"
-    _choice(f"{where}.layer", layer_id, list(LAYERS), "layer")
+    choice(f"{where}.layer", layer_id, list(LAYERS), "layer")
     layer = LAYERS[layer_id]
     role_name = str(table.get("role", layer.default_role))
     role = layer.roles.get(role_name)
     if role is None:
         raise ConfigError(f"{where}.role: unknown role {role_name!r} for layer {layer_id!r}; "
                           f"valid roles are: {', '.join(layer.roles)}")
-    adapter_name = str(_require(where, table, "adapter"))
-    _choice(f"{where}.adapter", adapter_name, adapter_names(), "adapter")
+    adapter_name = str(require(where, table, "adapter"))
+    choice(f"{where}.adapter", adapter_name, adapter_names(), "adapter")
     adapter = get_adapter_class(adapter_name)
     field_keys = set(role.field_names())
-    _check_keys(where, table, SOURCE_COMMON_KEYS | field_keys | set(adapter.options))
+    check_keys(where, table, SOURCE_COMMON_KEYS | field_keys | set(adapter.options))
     for option in adapter.required_options:
-        _require(where, table, option)
+        require(where, table, option)
     # Adapter-specific validation, at load time not first read.
     adapter.check_options(where, {k: v for k, v in table.items() if k in adapter.options},
                           {k: str(v) for k, v in table.items() if k in field_keys})
@@ -484,24 +431,19 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
         stale_after=None if stale_after is None else parse_duration(f"{where}.stale_after", stale_after),
         window=None if window is None else parse_duration(f"{where}.window", window),
         max_rows=None if "max_rows" not in table else int(
-            _number(f"{where}.max_rows", table["max_rows"], 1)),
+            number(f"{where}.max_rows", table["max_rows"], 1)),
     )
 
 
 def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
     """Validate a parsed TOML document; paths resolve against ``base_dir``."""
-    _check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
+    check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
                                 "events", "users", "tour", "indicators", "rules"})
-    city_table = _require("config", raw, "city")
+    city_table = require("config", raw, "city")
     sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
-    names = [s.name for s in sources]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"[[sources]]: duplicate source name(s): {', '.join(duplicates)}")
+    unique_names("[[sources]]", (s.name for s in sources), "source")
     for source in sources:
-        from geo.crs import check_crs
-
-        check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
+        _check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
     attributions = tuple(str(a) for a in city_table.get("attributions", []))
     events = users = None
     if "events" in raw or "users" in raw:

@@ -4,12 +4,17 @@ Everything that asks "what time is it in the city" (live windows, replays,
 vital signs) asks the :class:`CityClock`, so a demo city replaying recorded data
 at 60× behaves exactly like a live one, only faster. Freshness is the exception:
 whether a *source* is stale is measured in wall time.
+
+:func:`iso` is the one way a moment is written into JSON (health, events, the
+replicated log).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
 
 import pandas as pd
 
@@ -44,3 +49,15 @@ class CityClock:
     @property
     def accelerated(self) -> bool:
         return self.speed != 1.0
+
+
+def iso(moment: datetime | None, timespec: Literal["auto", "seconds"] = "auto") -> str | None:
+    """``moment`` as ISO 8601 text, ``None`` staying ``None``.
+
+    ``timespec="seconds"`` for what people read (health); the default keeps
+    microseconds, for text that is parsed back (the replicated log, events).
+
+    >>> iso(datetime(2024, 5, 1, 12, 30, 5, 250000), "seconds")
+    '2024-05-01T12:30:05'
+    """
+    return None if moment is None else moment.isoformat(timespec=timespec)

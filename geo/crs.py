@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from config.city import ConfigError
-
 CHINA_DATUMS = ("GCJ-02", "BD-09")
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis used by the GCJ-02 formula
@@ -22,7 +20,15 @@ _X_PI = np.pi * 3000.0 / 180.0
 Floats = NDArray[np.float64]
 
 
-def check_crs(where: str, crs: str) -> None:
+class UnknownCRSError(ValueError):
+    """A CRS neither pyproj nor the China datums know; the message says what is accepted.
+
+    Geometry sits below config, so this is a plain ``ValueError``; config turns it
+    into a ``ConfigError`` that names the key.
+    """
+
+
+def check_crs(crs: str) -> None:
     """Refuse a CRS pyproj does not know, naming what is accepted."""
     if crs.upper() in CHINA_DATUMS:
         return
@@ -32,8 +38,8 @@ def check_crs(where: str, crs: str) -> None:
     try:
         CRS.from_user_input(crs)
     except CRSError as exc:
-        raise ConfigError(
-            f"{where}: unknown CRS {crs!r}; use an EPSG code such as 'EPSG:2263', "
+        raise UnknownCRSError(
+            f"unknown CRS {crs!r}; use an EPSG code such as 'EPSG:2263', "
             f"or one of {', '.join(CHINA_DATUMS)}"
         ) from exc
 
