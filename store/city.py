@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from config.city import REPO_ROOT, Boundary, CityConfig, Source
-from config.clock import CityClock
+from config.clock import CityClock, iso
 from data import Adapter, AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import empty_frame
 from geo.areal import apportion
@@ -75,14 +75,10 @@ class SourceHealth:
             "rows_rejected": int(sum(self.rejected.values())),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "warnings": list(self.warnings),
-            "last_read": _iso(self.last_read), "last_data": _iso(self.last_data),
-            "last_error": self.last_error, "last_error_at": _iso(self.last_error_at),
+            "last_read": iso(self.last_read, "seconds"), "last_data": iso(self.last_data, "seconds"),
+            "last_error": self.last_error, "last_error_at": iso(self.last_error_at, "seconds"),
             "stale": self.is_stale(),
         }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

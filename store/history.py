@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from config.clock import iso
+
 if TYPE_CHECKING:
     from config.city import LiveSettings
     from store.live import LiveStore
@@ -574,8 +576,8 @@ class PostgresHistory:
             "dropped_by_reason": dict(sorted(status.dropped_by_reason.items())),
             "deleted_rows": status.deleted_rows,
             "retention_seconds": self.retention,
-            "last_write": _iso(status.last_write), "last_error": status.last_error,
-            "last_error_at": _iso(status.last_error_at),
+            "last_write": iso(status.last_write, "seconds"), "last_error": status.last_error,
+            "last_error_at": iso(status.last_error_at, "seconds"),
         }
 
     @property
@@ -716,10 +718,6 @@ def _floats(series: pd.Series) -> list[float | None]:
 def _pydatetime(moment: pd.Timestamp) -> datetime:
     # PostgreSQL keeps microseconds; dropping the nanoseconds floors positive times.
     return pd.Timestamp(moment).to_pydatetime(warn=False)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from config.city import CityConfig, Source
-from config.clock import CityClock
+from config.clock import CityClock, iso
 from data import Batch, get_adapter_class
 from store.city import CityData, SourceHealth
 
@@ -196,10 +196,6 @@ def _from_json(value: Any) -> Any:
     if tag == "$tuple":
         return tuple(_from_json(v) for v in inner)
     return {k: _from_json(v) for k, v in inner.items()}
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 def _datetime(text: str | None) -> datetime | None:
@@ -511,9 +507,9 @@ class ReplicatedCityData(CityData):
 
 def _health_state(health: SourceHealth) -> dict[str, Any]:
     return {"rows_loaded": health.rows_loaded, "rejected": dict(health.rejected),
-            "warnings": list(health.warnings), "last_read": _iso(health.last_read),
-            "last_data": _iso(health.last_data), "last_error": health.last_error,
-            "last_error_at": _iso(health.last_error_at), "stale_after": health.stale_after}
+            "warnings": list(health.warnings), "last_read": iso(health.last_read),
+            "last_data": iso(health.last_data), "last_error": health.last_error,
+            "last_error_at": iso(health.last_error_at), "stale_after": health.stale_after}
 
 
 def _restore_health(health: SourceHealth, state: Mapping[str, Any]) -> None:

@@ -42,6 +42,7 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pandas as pd
 
+from config.clock import iso
 from geo.hexes import parents, resolution_of, to_hex
 
 if TYPE_CHECKING:
@@ -158,11 +159,11 @@ class Event:
             "id": self.id, "category": self.category, "description": self.description,
             "channel": self.channel, "lat": self.lat, "lon": self.lon,
             "cell": to_hex(self.cell), "status": self.status, "department": self.department,
-            "report_count": self.report_count, "received_at": _iso(self.received_at),
-            "last_report_at": _iso(self.last_report_at), "due_at": _iso(self.due_at),
-            "dispatched_at": _iso(self.dispatched_at), "dispatched_by": self.dispatched_by,
-            "resolved_at": _iso(self.resolved_at), "closed_at": _iso(self.closed_at),
-            "updated_at": _iso(self.updated_at), "escalation": self.escalation,
+            "report_count": self.report_count, "received_at": iso(self.received_at),
+            "last_report_at": iso(self.last_report_at), "due_at": iso(self.due_at),
+            "dispatched_at": iso(self.dispatched_at), "dispatched_by": self.dispatched_by,
+            "resolved_at": iso(self.resolved_at), "closed_at": iso(self.closed_at),
+            "updated_at": iso(self.updated_at), "escalation": self.escalation,
             "overdue": self.is_overdue(now), "hours_to_close": hours_to_close(self),
             "version": self.version, "source": self.source, "source_id": self.source_id,
         }
@@ -219,11 +220,11 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "source": self.source, "source_id": self.source_id,
-                "reported_at": _iso(self.reported_at), "category": self.category,
+                "reported_at": iso(self.reported_at), "category": self.category,
                 "lat": self.lat, "lon": self.lon, "cell": to_hex(self.cell),
                 "channel": self.channel, "description": self.description,
                 "agency": self.agency, "source_status": self.source_status,
-                "closed_at": _iso(self.closed_at)}
+                "closed_at": iso(self.closed_at)}
 
 
 @dataclass(frozen=True)
@@ -244,11 +245,7 @@ class AuditEntry:
     def as_dict(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "seq": self.seq, "action": self.action,
                 "from": self.from_status, "to": self.to_status, "department": self.department,
-                "actor": self.actor, "role": self.role, "at": _iso(self.at), "note": self.note}
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+                "actor": self.actor, "role": self.role, "at": iso(self.at), "note": self.note}
 
 
 # ---------------------------------------------------------------- rules & policy
