@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from config.city import ConfigError, parse_duration
+from config.kit import ConfigError, env_name, parse_duration
 from data.base import AdapterBase, AdapterContext, Batch, SourceError, normalise
 from geo.crs import CHINA_DATUMS
 
@@ -167,9 +167,8 @@ def parse_options(where: str, options: Mapping[str, Any],
         raise ConfigError(f"{where}.limit: expected a whole number of rows >= 1, got {limit!r}")
     return PostgisSettings(
         dsn=None if dsn is None else str(dsn),
-        dsn_env=None if dsn_env is None else _identifier(f"{where}.dsn_env", dsn_env),
-        password_env=(None if options.get("password_env") is None
-                      else _identifier(f"{where}.password_env", options["password_env"])),
+        dsn_env=env_name(f"{where}.dsn_env", dsn_env, optional=True),
+        password_env=env_name(f"{where}.password_env", options.get("password_env"), optional=True),
         table=None if table is None else _table_name(f"{where}.table", table),
         query=None if query is None else str(query).strip().rstrip(";").strip(),
         geometry_column=(None if options.get("geometry_column") is None

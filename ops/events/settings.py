@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from config.city import ConfigError, _check_keys, _choice, _number, parse_duration
+from config.kit import ConfigError, check_keys, choice, number, parse_duration, text, unique_names
 
 StoreKind = Literal["sqlite", "postgresql"]
 RoleName = Literal["operator", "viewer", "exhibition"]
@@ -91,12 +91,6 @@ class User:
     token_env: str | None = None
 
 
-def _text(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
 def _table(where: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: expected a table of category = value, got {value!r}")
@@ -108,9 +102,9 @@ def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSet
     where = "[events]"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: expected a table")
-    _check_keys(where, table, _EVENTS_KEYS)
+    check_keys(where, table, _EVENTS_KEYS)
     defaults = EventsSettings()
-    store = _choice(f"{where}.store", table.get("store", defaults.store), STORES, "store")
+    store = choice(f"{where}.store", table.get("store", defaults.store), STORES, "store")
     prefix = str(table.get("table_prefix", defaults.table_prefix))
     if prefix and not _PREFIX.match(prefix):
         raise ConfigError(f"{where}.table_prefix: {prefix!r} must be lower-case letters, digits "
@@ -124,16 +118,16 @@ def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSet
     if default_sla <= 0:
         raise ConfigError(f"{where}.default_sla: must be positive")
     departments = {
-        _text(f"{where}.departments key", k): _text(f"{where}.departments.{k!r}", v)
+        text(f"{where}.departments key", k): text(f"{where}.departments.{k!r}", v)
         for k, v in _table(f"{where}.departments", table.get("departments", {})).items()}
     sla = {}
     for key, value in _table(f"{where}.sla", table.get("sla", {})).items():
         seconds = parse_duration(f"{where}.sla.{key!r}", value)
         if seconds <= 0:
             raise ConfigError(f"{where}.sla.{key!r}: must be positive")
-        sla[_text(f"{where}.sla key", key)] = seconds
+        sla[text(f"{where}.sla key", key)] = seconds
     agencies = {
-        _text(f"{where}.agencies key", k): _text(f"{where}.agencies.{k!r}", v)
+        text(f"{where}.agencies key", k): text(f"{where}.agencies.{k!r}", v)
         for k, v in _table(f"{where}.agencies", table.get("agencies", {})).items()}
     use_source_agency = table.get("use_source_agency", defaults.use_source_agency)
     if not isinstance(use_source_agency, bool):
@@ -141,15 +135,15 @@ def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSet
     return EventsSettings(
         store=store,  # type: ignore[arg-type]
         path=(base_dir / str(table.get("path", defaults.path))).resolve(),
-        dsn_env=_text(f"{where}.dsn_env", table.get("dsn_env", defaults.dsn_env)),
+        dsn_env=text(f"{where}.dsn_env", table.get("dsn_env", defaults.dsn_env)),
         table_prefix=prefix,
         merge_window=merge_window,
-        merge_res=int(_number(f"{where}.merge_res", table.get("merge_res", defaults.merge_res),
+        merge_res=int(number(f"{where}.merge_res", table.get("merge_res", defaults.merge_res),
                               0, 15)),
-        default_department=_text(f"{where}.default_department",
+        default_department=text(f"{where}.default_department",
                                  table.get("default_department", defaults.default_department)),
         default_sla=default_sla,
-        max_escalation=int(_number(f"{where}.max_escalation",
+        max_escalation=int(number(f"{where}.max_escalation",
                                    table.get("max_escalation", defaults.max_escalation), 1, 10)),
         use_source_agency=use_source_agency,
         departments=departments,
@@ -167,10 +161,10 @@ def parse_users(entries: Sequence[Mapping[str, Any]]) -> tuple[User, ...]:
         where = f"[[users]] #{index + 1}"
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where}: expected a table")
-        _check_keys(where, entry, _USER_KEYS)
-        name = _text(f"{where}.name", entry.get("name"))
+        check_keys(where, entry, _USER_KEYS)
+        name = text(f"{where}.name", entry.get("name"))
         where = f"[[users]] {name!r}"
-        role = _choice(f"{where}.role", entry.get("role"), ROLES, "role")
+        role = choice(f"{where}.role", entry.get("role"), ROLES, "role")
         password_env = entry.get("password_hash_env")
         token_env = entry.get("token_env")
         if password_env is None and token_env is None:
@@ -180,13 +174,10 @@ def parse_users(entries: Sequence[Mapping[str, Any]]) -> tuple[User, ...]:
             name=name,
             role=role,  # type: ignore[arg-type]
             password_hash_env=None if password_env is None
-            else _text(f"{where}.password_hash_env", password_env),
-            token_env=None if token_env is None else _text(f"{where}.token_env", token_env),
+            else text(f"{where}.password_hash_env", password_env),
+            token_env=None if token_env is None else text(f"{where}.token_env", token_env),
         ))
-    names = [u.name for u in users]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"[[users]]: duplicate user name(s): {', '.join(duplicates)}")
+    unique_names("[[users]]", (u.name for u in users), "user")
     return tuple(users)
 
 

@@ -10,7 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from config.city import ConfigError, _check_keys, _choice, _number
+from config.kit import ConfigError
+from config.kit import check_keys as _check_keys
+from config.kit import choice as _choice
+from config.kit import number as _number
 from ops.signs import kit
 from ops.signs.kit import Direction
 

@@ -11,7 +11,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from config.city import ConfigError, _choice, _number, parse_duration
+from config.kit import ConfigError, positive_duration
+from config.kit import choice as _choice
+from config.kit import number as _number
+from config.kit import text as nonempty_text
+from config.kit import unique_names as refuse_duplicates
 
 Direction = Literal["above", "below"]
 Severity = Literal["info", "warn", "alarm"]
@@ -22,13 +26,6 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warn", "alarm")
 BANDS: tuple[Band, ...] = ("upper", "lower", "mean")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-def nonempty_text(where: str, value: Any) -> str:
-    """``value`` stripped; a ConfigError unless it is a non-empty string."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-    return value.strip()
 
 
 def entry_name(where: str, value: Any) -> str:
@@ -48,14 +45,6 @@ def table_entries(where: str, entries: Any) -> Sequence[Mapping[str, Any]]:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} #{index + 1}: expected a table")
     return entries
-
-
-def positive_duration(where: str, value: Any) -> float:
-    """Seconds from a duration (see :func:`config.city.parse_duration`), above zero."""
-    seconds = parse_duration(where, value)
-    if seconds <= 0:
-        raise ConfigError(f"{where}: must be positive, got {value!r}")
-    return seconds
 
 
 def optional_number(where: str, table: Mapping[str, Any], key: str) -> float | None:
@@ -127,13 +116,6 @@ def is_time_column(layer: str, role: str, column: str) -> bool:
         return True
     spec = LAYERS[layer].roles[role].field(column)
     return spec is not None and spec.kind == "time"
-
-
-def refuse_duplicates(where: str, names: Sequence[str], what: str) -> None:
-    """A ConfigError naming every name that appears more than once."""
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"{where}: duplicate {what} name(s): {', '.join(duplicates)}")
 
 
 __all__ = [

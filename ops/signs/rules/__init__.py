@@ -23,7 +23,9 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from config.city import ConfigError, _check_keys, _choice
+from config.kit import ConfigError
+from config.kit import check_keys as _check_keys
+from config.kit import choice as _choice
 from ops.signs import kit
 from ops.signs.indicator_spec import Indicator
 from ops.signs.kit import Severity

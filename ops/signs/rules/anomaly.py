@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from config.city import ConfigError, _number
+from config.kit import ConfigError
+from config.kit import number as _number
 from geo.hexes import parents, to_hex
 from ops.signs import kit
 from ops.signs.rows import event_rows, time_ns

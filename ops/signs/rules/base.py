@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from config.city import ConfigError, _number
+from config.kit import ConfigError
+from config.kit import number as _number
 from geo.hexes import to_hex
 from ops.signs import kit
 from ops.signs.indicator_spec import Indicator

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from config.city import ConfigError, _choice
+from config.kit import ConfigError
+from config.kit import choice as _choice
 from ops.signs import kit
 from ops.signs.kit import Band, Severity
 from ops.signs.rules.base import CheckContext, Finding, ParseContext, RuleUnavailable, durations, fmt

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from config.city import ConfigError
+from config.kit import ConfigError
 from ops.signs.indicator_spec import Indicator
 from ops.signs.rules.base import (
     CheckContext,
