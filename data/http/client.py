@@ -16,21 +16,19 @@ another host a paging link points at.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from config.city import ConfigError, parse_duration
+from config.kit import ConfigError, env_name, positive_duration, text
 from data.base import SourceError
 
 if TYPE_CHECKING:
     import requests
 
 DEFAULT_TIMEOUT = 10.0
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # ------------------------------------------------------------------ option checks
@@ -65,27 +63,11 @@ def whole_number(where: str, value: Any, lo: int = 1, hi: int | None = None) -> 
 
 
 def text_option(where: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _env_name(where: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _ENV_NAME.match(value):
-        raise ConfigError(f"{where}: expected the name of an environment variable "
-                          f"(e.g. CITY_API_TOKEN), got {value!r}")
-    return value
+    return text(where, value, optional=True)
 
 
 def positive_span(where: str, value: Any) -> timedelta:
-    seconds = parse_duration(where, value)
-    if seconds <= 0:
-        raise ConfigError(f"{where}: expected a positive duration, got {value!r}")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=positive_duration(where, value))
 
 
 @dataclass(frozen=True)
@@ -103,7 +85,7 @@ def http_settings(where: str, options: Mapping[str, Any]) -> HttpSettings:
     return HttpSettings(
         endpoint=_endpoint(where, options["endpoint"]),
         timeout=_positive(f"{where}.timeout", options.get("timeout", DEFAULT_TIMEOUT)),
-        token_env=_env_name(f"{where}.token_env", options.get("token_env")),
+        token_env=env_name(f"{where}.token_env", options.get("token_env"), optional=True),
     )
 
 
