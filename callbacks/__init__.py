@@ -1,17 +1,75 @@
-"""Dash callbacks, one module per feature, each with ``register(app, data)``."""
+"""Dash callbacks, one module per feature, each with its layout pieces and ``register(app, services)``.
+
+- :mod:`callbacks.layout`: the page shell that assembles the features' pieces
+- :mod:`callbacks.controls`: layer, metric, overlays, drill-down, replay, language, theme
+- :mod:`callbacks.map`: the map (viewport, drawing, picking a cell)
+- :mod:`callbacks.panels`: the Place tab (cell and area profiles), sources and clock
+- :mod:`callbacks.tour`: the exhibition tour (``?tour=1``)
+- :mod:`callbacks.signin`: operator sign-in and who may act
+- :mod:`callbacks.events`: the Events tab, a cell's events, the events overlay
+- :mod:`callbacks.signs`: the Vital signs tab
+- :mod:`callbacks.alerts`: the Alerts tab and the alert-cells overlay
+- :mod:`callbacks.ops_panel`: what those three share (stores, tabs, the tick fingerprint)
+
+Component ids are in :mod:`callbacks.ids`; small shared pieces in :mod:`callbacks.common`.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 from dash import Dash
 
-from store.city import CityData
+from services import Services
+
+if TYPE_CHECKING:
+    from store.city import CityData
 
 
-def register_all(app: Dash, data: CityData) -> None:
-    from callbacks import controls, map, ops, panels, tour
+def register_all(app: Dash, services: Services | CityData) -> None:
+    """Register every feature's callbacks on ``app``.
 
-    controls.register(app, data)
-    map.register(app, data)
-    panels.register(app, data)
-    tour.register(app, data)
-    ops.register(app, data)
+    Callbacks read the optional services (``events``, ``signs``, ``auth``) when they
+    run, so a city without them registers the same callbacks.
+    """
+    from callbacks import alerts, controls, events, map, ops_panel, panels, signin, signs, tour
+
+    if not isinstance(services, Services):
+        services = _services_from_extensions(app, services)
+    for feature in (controls, map, panels, tour, ops_panel, signin, events, signs, alerts):
+        feature.register(app, services)
+
+
+class _ExtensionServices:
+    """Bridge until ``create_app`` builds :class:`services.Services` itself: the same
+    members, the optional ones read from ``server.extensions`` when a callback runs
+    (create_app attaches them after the callbacks are registered)."""
+
+    def __init__(self, server: Any, data: CityData) -> None:
+        self._extensions = server.extensions
+        self.store = data
+        self.config = data.config
+
+    @property
+    def ingest(self) -> Any:
+        return self._extensions.get("citybrain_ingest")
+
+    @property
+    def events(self) -> Any:
+        return self._extensions.get("citybrain_events")
+
+    @property
+    def signs(self) -> Any:
+        return self._extensions.get("citybrain_signs")
+
+    @property
+    def auth(self) -> Any:
+        return self._extensions.get("citybrain_auth")
+
+    @property
+    def replication(self) -> Any:
+        return self._extensions.get("citybrain_shared")
+
+
+def _services_from_extensions(app: Dash, data: CityData) -> Services:
+    return cast(Services, _ExtensionServices(app.server, data))

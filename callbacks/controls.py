@@ -1,25 +1,105 @@
-"""Language, theme, layer/metric choices and the drill-down: glue between controls and stores."""
+"""The controls column (layer, metric, overlays, outlines, drill-down, time replay) and
+the header's language and theme buttons: their layout pieces and the callbacks that
+turn them into stores."""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from dash import ALL, Dash, Input, Output, State, ctx, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from callbacks import ids
-from callbacks.layout import layer_options, overlay_options
+from callbacks.common import label
 from callbacks.map import replay_moment
+from callbacks.ops_panel import overlay_options as ops_overlay_options
 from callbacks.tour import query_flag
 from config.i18n import pick, t
-from layers import LAYERS
-from store.city import CityData
+from layers import DEFAULT_LAYER, LAYERS
+
+if TYPE_CHECKING:
+    from config.city import CityConfig
+    from services import Services
+    from store.city import CityData
 
 #: Assumed map size in pixels when fitting a unit's bounds (the wall and a laptop both
 #: show at least this much map; fitting a little loose is better than cropping).
 FIT_WIDTH_PX, FIT_HEIGHT_PX = 1100, 750
+REPLAY_SPEEDS = (1, 10, 60, 600)
+
+
+# ---------------------------------------------------------------------- layout
+def layer_options(language: str) -> list[dict[str, Any]]:
+    return [{"label": html.Span([html.B(layer.symbol, className="layer-symbol"),
+                                 f" {layer.title_en if not language.startswith('zh') else ''}"],
+                                className=f"layer-option layer-{layer.id}"),
+             "value": layer.id} for layer in LAYERS.values()]
+
+
+def overlay_options(language: str) -> list[dict[str, Any]]:
+    """The layers' point overlays, then the operations overlays (events, alert cells)."""
+    options = []
+    for layer in LAYERS.values():
+        if layer.overlay != "points" or layer.overlay_role is None:
+            continue
+        role = layer.roles[layer.overlay_role]
+        options.append({"label": f"{layer.symbol} {pick(language, role.title_zh, role.title_en)}",
+                        "value": layer.id})
+    return options + ops_overlay_options(language)
+
+
+def replay_controls(config: CityConfig, language: str) -> list[Any]:
+    """The time slider: how far back to start, how fast to play, and back to live."""
+    hours = max(1, int(round(config.live.history / 3600)))
+    marks = {-h: f"-{h}h" for h in range(0, hours + 1, max(1, hours // 4))}
+    marks[0] = "0"
+    return [
+        label("replay.title", language, html.H2),
+        dcc.Slider(id=ids.HISTORY_SLIDER, min=-hours, max=0, step=0.25, value=0, marks=marks,
+                   className="cb-slider", updatemode="mouseup"),
+        html.Div(className="cb-replay-row", children=[
+            dcc.Dropdown(id=ids.REPLAY_SPEED, clearable=False, value=60, searchable=False,
+                         options=[{"label": f"{v}×", "value": v} for v in REPLAY_SPEEDS],
+                         className="cb-dropdown cb-speed"),
+            html.Button(t("replay.play", language), id=ids.REPLAY_PLAY, className="cb-button"),
+            html.Button(t("replay.live", language), id=ids.REPLAY_LIVE, className="cb-button"),
+        ]),
+    ]
+
+
+def controls_column(config: CityConfig, data: CityData, language: str) -> html.Aside:
+    """The left column: what the map shows, where, and when."""
+    top = data.boundaries[0] if data.boundaries else None
+    outline_default = (f"boundary:{data.boundaries[-1].spec.level}"
+                       if len(data.boundaries) > 1 else None)
+    return html.Aside(className="cb-controls", children=[
+        label("panel.hex_layer", language, html.H2),
+        dcc.RadioItems(id=ids.HEX_LAYER, options=layer_options(language),
+                       value=DEFAULT_LAYER, className="cb-layer-radio",
+                       inputClassName="cb-radio-input"),
+        label("panel.metric", language, html.H2),
+        dcc.Dropdown(id=ids.METRIC, clearable=False, className="cb-dropdown"),
+        label("panel.overlays", language, html.H2),
+        dcc.Checklist(id=ids.OVERLAYS, options=overlay_options(language),
+                      value=[], className="cb-checklist"),
+        label("panel.outlines", language, html.H2),
+        dcc.Dropdown(id=ids.OUTLINE, value=outline_default,
+                     options=[{"label": pick(language, zh, en), "value": key}
+                              for key, zh, en in data.outline_choices()],
+                     className="cb-dropdown"),
+        label("panel.drill", language, html.H2),
+        dcc.Dropdown(id=ids.DISTRICT, placeholder=t("panel.pick_district", language),
+                     options=top.names() if top else [], className="cb-dropdown"),
+        dcc.Dropdown(id=ids.SUBAREA, placeholder=t("panel.pick_unit", language),
+                     options=[], className="cb-dropdown",
+                     disabled=len(data.boundaries) < 2),
+        html.Button(t("panel.back_to_city", language), id=ids.BACK_TO_CITY,
+                    className="cb-button cb-back"),
+        *replay_controls(config, language),
+        html.Div(id=ids.MAP_STATUS, className="cb-map-status", role="status"),
+    ])
 
 
 def fit_view(bounds: tuple[float, float, float, float]) -> tuple[float, tuple[float, float]]:
@@ -38,8 +118,9 @@ def fit_view(bounds: tuple[float, float, float, float]) -> tuple[float, tuple[fl
     return round(max(min(zoom, 16.0), 1.0), 2), (center_lat, (west + east) / 2)
 
 
-def register(app: Dash, data: CityData) -> None:
-    config = data.config
+# ------------------------------------------------------------------- callbacks
+def register(app: Dash, services: Services) -> None:
+    data, config = services.store, services.config
 
     @app.callback(
         Output(ids.LANGUAGE, "data"),

@@ -1,22 +1,27 @@
-"""The map: viewport tracking, drawing, and picking a cell. Glue only; see render.figures."""
+"""The map: its section of the page, viewport tracking, drawing, and picking a cell.
+Glue only; see render.figures."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h3.api.basic_int as h3i
 import pandas as pd
-from dash import Dash, Input, Output, Patch, State, ctx, html, no_update
+from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from callbacks import ids
-from callbacks.ops import OPS_OVERLAYS, overlay_traces
+from callbacks.ops_panel import OPS_OVERLAYS, overlay_traces
+from callbacks.tour import caption_component
 from config.i18n import t
 from geo.hexes import from_hex, resolution_for_zoom
 from render.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch, z_values
 from store.cache import drawn_values, remember_drawn
-from store.city import CityData
+
+if TYPE_CHECKING:
+    from services import Services
+    from store.city import CityData
 
 
 def viewport(relayout: dict[str, Any] | None) -> tuple[float, list[float], list[float] | None] | None:
@@ -61,8 +66,26 @@ def snap_bbox(bbox: list[float]) -> list[float]:
     return [down(west, step_x), down(south, step_y), up(east, step_x), up(north, step_y)]
 
 
-def register(app: Dash, data: CityData) -> None:
-    settings = data.config.map
+def map_section() -> html.Section:
+    """The map, the banner that says when it is not live, and the tour's caption.
+
+    The graph holds no figure: the draw callback draws it on load (a large figure
+    in ``app.layout`` costs seconds to serialise).
+    """
+    return html.Section(className="cb-map-wrap", children=[
+        html.Div(id=ids.STALE_BANNER, className="cb-stale-banner", role="alert"),
+        caption_component(),
+        dcc.Graph(id=ids.MAP, className="cb-map",
+                  config={"displaylogo": False, "scrollZoom": True,
+                          "showSendToCloud": False,
+                          "displayModeBar": False, "responsive": True},
+                  style={"height": "100%", "width": "100%"}),
+    ])
+
+
+def register(app: Dash, services: Services) -> None:
+    data = services.store
+    settings = services.config.map
     whole_city_res = settings.res_by_zoom[min(1, len(settings.res_by_zoom) - 1)][1]
 
     @app.callback(
@@ -149,7 +172,7 @@ def register(app: Dash, data: CityData) -> None:
         ops_overlays = tuple(o for o in overlays or () if o in OPS_OVERLAYS)
 
         def extras() -> list[dict[str, Any]]:
-            return overlay_traces(app.server, data, ops_overlays, language, map_view.bbox)
+            return overlay_traces(services, ops_overlays, language, map_view.bbox)
 
         def with_ops(patch: Any) -> Any:
             """``patch`` also replacing the events/alerts traces, or None if not on the map."""

@@ -1,17 +1,22 @@
-"""The side panels: a cell's profile, a drilled area's figures, sources and the clock."""
+"""The place panels: a cell's profile, a drilled area's figures, sources and the clock,
+with their layout pieces (the Place tab and the footer)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from dash import Dash, Input, Output, html
+from dash import Dash, Input, Output, dcc, html
 
 from callbacks import ids
+from callbacks.common import tab
 from config.i18n import pick, t
 from geo.hexes import from_hex
 from render.profile import area_profile, cell_profile
-from store.city import CityData
+
+if TYPE_CHECKING:
+    from config.city import CityConfig
+    from services import Services
 
 
 def _number(value: float | None, decimals: int = 0) -> str:
@@ -83,8 +88,27 @@ def render_place(profile: dict[str, Any], language: str, heading: list[Any]) -> 
     return children
 
 
-def register(app: Dash, data: CityData) -> None:
-    config = data.config
+def place_tab(language: str) -> dcc.Tab:
+    """The Place tab: the drilled area, the selected cell's profile and its events."""
+    return tab("tab.place", "place", language, [
+        html.Div(id=ids.AREA_PANEL, className="cb-area"),
+        html.Div(id=ids.PROFILE, className="cb-profile",
+                 children=html.P(t("panel.profile_hint", language), className="cb-hint")),
+        html.Div(id=ids.CELL_EVENTS, className="ops-cell-events"),
+    ])
+
+
+def footer(config: CityConfig) -> html.Footer:
+    """Source health chips (filled by a callback) and the data attributions."""
+    return html.Footer(className="cb-footer", children=[
+        html.Div(id=ids.SOURCES, className="cb-sources"),
+        html.Div(id=ids.ATTRIBUTION, className="cb-attribution",
+                 children=" · ".join(config.attributions)),
+    ])
+
+
+def register(app: Dash, services: Services) -> None:
+    data, config = services.store, services.config
     zone = ZoneInfo(config.city.timezone)
 
     @app.callback(

@@ -8,14 +8,16 @@ paths as a person and needs no code of its own to draw anything.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from callbacks import ids
 from config.i18n import pick
-from store.city import CityData
+
+if TYPE_CHECKING:
+    from services import Services
 
 
 def tour_components() -> list[Any]:
@@ -37,8 +39,8 @@ def query_flag(search: str | None, name: str) -> bool:
     return bool(values) and values[-1].lower() in ("1", "true", "yes", "on")
 
 
-def register(app: Dash, data: CityData) -> None:
-    steps = data.config.tour
+def register(app: Dash, services: Services) -> None:
+    steps = services.config.tour
 
     @app.callback(
         Output(ids.TOUR, "data"),

@@ -26,33 +26,23 @@ from dash import dcc, html, no_update
 from werkzeug.security import generate_password_hash
 
 from callbacks import ids
-from callbacks.ops import (
-    alerts_fingerprint,
-    detail_key,
-    events_fingerprint,
-    next_fingerprint,
-    perform_ack,
-    perform_transition,
-    signs_fingerprint,
-)
-from callbacks.ops_layout import (
+from callbacks.alerts import alerts_fingerprint, alerts_panel, alerts_traces, perform_ack
+from callbacks.common import format_span
+from callbacks.events import detail_key, events_fingerprint, perform_transition
+from callbacks.events_view import (
     EVENT_COLOURS,
     action_form,
     action_key,
-    alerts_panel,
-    alerts_traces,
     cell_events_section,
-    change_text,
     event_button,
     event_detail,
     event_id_from_click,
     events_trace,
-    format_span,
     priority_order,
-    sign_card,
-    sparkline_svg,
     stats_header,
 )
+from callbacks.ops_panel import next_fingerprint
+from callbacks.signs import change_text, sign_card, signs_fingerprint, sparkline_svg
 from ops.events import EventPipeline, parse_events_settings
 from ops.events.model import TRANSITIONS, AuditEntry, Event, Report, summary
 from ops.events.settings import User
@@ -163,7 +153,7 @@ def pipeline(tmp_path: Path) -> Iterator[EventPipeline]:
 # ------------------------------------------------------------- roles & actions
 @pytest.mark.parametrize("status", list(TRANSITIONS))
 def test_only_an_operator_is_offered_the_next_states(status: str) -> None:
-    from callbacks.ops_layout import allowed_actions
+    from callbacks.events_view import allowed_actions
 
     assert allowed_actions(status, "operator") == TRANSITIONS[status]
     for role in ("viewer", "exhibition", "system", None, "admin"):

@@ -1,0 +1,150 @@
+"""Operator sign-in: the form, who is signed in, and who may change things.
+
+Who may act is decided on the server, on every request, from the Flask session
+(:meth:`ops.auth.Auth.user_for_request`): the ``SESSION_USER`` store in the browser
+only says which name to show. A forged callback request from a viewer is refused
+like one from nobody.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from callbacks import ids
+from callbacks.common import data_attrs, label
+from config.i18n import t
+from ops.events.model import CHANGE_ROLES, SYSTEM
+
+if TYPE_CHECKING:
+    from ops.auth import Auth
+    from ops.events.settings import User
+    from services import Services
+
+
+# ------------------------------------------------------------------ who is who
+def may_change(user: User | None) -> bool:
+    """True for a signed-in user whose role may change events and acknowledge alerts."""
+    return user is not None and user.role in CHANGE_ROLES and user.role != SYSTEM
+
+
+def session_user(auth: Auth | None) -> User | None:
+    """The user signed in in this browser (Flask session), judged on the server."""
+    from flask import has_request_context
+
+    if auth is None or not has_request_context():
+        return None
+    return auth.user_for_request()
+
+
+def services_auth(services: Services) -> Auth | None:
+    """The app's :class:`ops.auth.Auth`: its own, else the event pipeline's."""
+    if services.auth is not None:
+        return services.auth
+    return services.events.auth if services.events is not None else None
+
+
+def signed_in(services: Services) -> User | None:
+    """Who is signed in, from the session, on every request (never from the page)."""
+    return session_user(services_auth(services))
+
+
+def session_state(user: User | None, failed: bool = False) -> dict[str, Any]:
+    """What the ``SESSION_USER`` store holds: the name and role to show, or a failed try."""
+    return {"user": {"name": user.name, "role": user.role} if user else None, "failed": failed}
+
+
+def sign_in(auth: Auth, name: str | None, password: str | None) -> dict[str, Any]:
+    """Check a name and password; on success the Flask session remembers the user."""
+    user = auth.authenticate((name or "").strip(), password or "")
+    if user is None:
+        return session_state(None, failed=True)
+    auth.login(user)
+    return session_state(user)
+
+
+def sign_out(auth: Auth) -> dict[str, Any]:
+    auth.logout()
+    return session_state(None)
+
+
+def signed_in_text(name: str | None, role: str | None, language: str) -> str:
+    if not name:
+        return ""
+    return t("login.as", language, name=name, role=t(f"role.{role}", language))
+
+
+# ---------------------------------------------------------------------- layout
+def stores() -> list[Any]:
+    return [dcc.Store(id=ids.SESSION_USER, data=None)]
+
+
+def login_form(language: str) -> html.Div:
+    """Sign-in (name + password) and sign-out; the callback shows one or the other."""
+    return html.Div(className="ops-login", children=[
+        html.Div(id=ids.LOGIN_STATUS, className="ops-login-status"),
+        html.Div(id=ids.LOGIN_FORM, className="ops-login-fields", children=[
+            dcc.Input(id=ids.LOGIN_NAME, type="text", placeholder=t("login.name", language),
+                      autoComplete="username", className="ops-input", n_submit=0),
+            dcc.Input(id=ids.LOGIN_PASSWORD, type="password",
+                      placeholder=t("login.password", language),
+                      autoComplete="current-password", className="ops-input", n_submit=0),
+            html.Button(label("login.submit", language), id=ids.LOGIN_BUTTON, n_clicks=0,
+                        className="cb-button ops-login-button"),
+        ]),
+        html.Button(label("login.logout", language), id=ids.LOGOUT_BUTTON, n_clicks=0,
+                    className="cb-button ops-logout ops-hidden"),
+    ])
+
+
+def session_view(session: dict[str, Any] | None, language: str, has_events: bool
+                 ) -> tuple[Any, ...]:
+    """Status line, form and logout classes and placeholders for what the store holds."""
+    user = (session or {}).get("user")
+    hidden = "" if has_events else "ops-hidden"
+    if user:
+        status: Any = html.Span(signed_in_text(user["name"], user["role"], language),
+                                id="signed-in-as", **data_attrs({"data-role": user["role"]}))
+        form, logout = "ops-login-fields ops-hidden", "cb-button ops-logout"
+    else:
+        status = html.Span(t("login.failed", language), className="ops-bad") \
+            if (session or {}).get("failed") else t("login.title", language)
+        form, logout = f"ops-login-fields {hidden}".strip(), "cb-button ops-logout ops-hidden"
+    return (status, form, logout, t("login.name", language), t("login.password", language))
+
+
+# ------------------------------------------------------------------- callbacks
+def register(app: Dash, services: Services) -> None:
+    @app.callback(
+        Output(ids.SESSION_USER, "data"),
+        Output(ids.LOGIN_PASSWORD, "value"),
+        Input(ids.LOGIN_BUTTON, "n_clicks"),
+        Input(ids.LOGIN_PASSWORD, "n_submit"),
+        Input(ids.LOGOUT_BUTTON, "n_clicks"),
+        State(ids.LOGIN_NAME, "value"),
+        State(ids.LOGIN_PASSWORD, "value"),
+    )
+    def on_sign_in(_login: int, _submit: int, _logout: int, name: str | None,
+                   password: str | None) -> tuple[Any, Any]:
+        """Sign in (into the Flask session), sign out, or on page load say who is signed in."""
+        events = services.events
+        if events is None:
+            return None, no_update
+        if ctx.triggered_id in (ids.LOGIN_BUTTON, ids.LOGIN_PASSWORD):
+            return sign_in(events.auth, name, password), ""
+        if ctx.triggered_id == ids.LOGOUT_BUTTON:
+            return sign_out(events.auth), ""
+        return session_state(signed_in(services)), no_update
+
+    @app.callback(
+        Output(ids.LOGIN_STATUS, "children"),
+        Output(ids.LOGIN_FORM, "className"),
+        Output(ids.LOGOUT_BUTTON, "className"),
+        Output(ids.LOGIN_NAME, "placeholder"),
+        Output(ids.LOGIN_PASSWORD, "placeholder"),
+        Input(ids.SESSION_USER, "data"),
+        Input(ids.LANGUAGE, "data"),
+    )
+    def show_session(session: dict[str, Any] | None, language: str) -> tuple[Any, ...]:
+        return session_view(session, language, has_events=services.events is not None)
