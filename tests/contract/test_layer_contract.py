@@ -203,7 +203,7 @@ label = "place"
 
 def test_a_sixth_layer_is_served_without_any_other_edit(noise_city) -> None:
     from app import create_app
-    from callbacks.layout import layer_options, overlay_options
+    from callbacks.controls import layer_options, overlay_options
     from store.city import CityData
 
     app = create_app(noise_city)
