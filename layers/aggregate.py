@@ -1,4 +1,8 @@
-"""H3 aggregation as pure functions of normalised rows (no state, no Dash)."""
+"""H3 aggregation as pure functions of normalised rows (no state, no Dash).
+
+What each aggregation computes is its class in :mod:`layers.aggregations`; this
+module groups rows by cell (or by place) and hands them to it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from geo.hexes import cell_area_km2, cell_centers, parents
+from geo.hexes import cell_centers, parents
+from layers.aggregations import cell_areas
 from layers.base import Metric
 
 
 def filter_rows(frame: pd.DataFrame, where: Iterable[tuple[str, tuple[object, ...]]]) -> pd.DataFrame:
+    """The rows whose ``where`` columns each hold one of the listed values."""
     mask = np.ones(len(frame), dtype=bool)
     for column, values in where:
         mask &= frame[column].isin(values).fillna(False).to_numpy(dtype=bool)
@@ -36,28 +42,32 @@ def aggregate(frame: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
     if frame.empty:
         return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
     cell = pd.Series(parents(frame["cell"].to_numpy(), res), index=frame.index, name="cell")
-    if metric.agg == "count":
-        values = cell.groupby(cell).size().astype(float)
-    else:
-        column = frame[metric.column]  # type: ignore[index]
-        grouped = column.groupby(cell)
-        if metric.agg == "sum":
-            values = grouped.sum(min_count=1)
-        elif metric.agg == "mean":
-            values = grouped.mean()
-        elif metric.agg == "median":
-            values = grouped.median()
-        elif metric.agg == "nunique":
-            values = grouped.nunique().astype(float)
-        elif metric.agg == "sum_per_km2":
-            sums = grouped.sum(min_count=1)
-            values = sums / cell_area_km2(sums.index.to_numpy())
-        else:  # pragma: no cover - Literal guards this
-            raise ValueError(f"unknown aggregation {metric.agg!r}")
-    values = values.dropna().astype(float)
+    aggregation = metric.aggregation
+    values = aggregation.reduce(frame[metric.column] if aggregation.reads_column else cell, cell)
+    values = values.dropna().astype(float)  # no value: the cell is empty (Aggregation.empty)
     values.index = values.index.astype(np.int64)
     values.index.name = "cell"
-    return values
+    return aggregation.finish(values, cell_areas)
+
+
+def aggregate_place(frame: pd.DataFrame, metric: Metric, area_km2: float) -> float:
+    """One metric over all of a place's rows taken together (the profile's number).
+
+    The same reduction as a map cell, with the rows in one group: a single cell's
+    rows give exactly its value on the map. No rows (or none with a value) give the
+    aggregation's ``empty`` value; ``area_km2`` is the place's area (for per-km²).
+    """
+    aggregation = metric.aggregation
+    if not frame.empty and metric.where:
+        frame = filter_rows(frame, metric.where)
+    if frame.empty:
+        return aggregation.empty
+    place = np.zeros(len(frame), dtype=np.int64)
+    column = frame[metric.column] if aggregation.reads_column else frame["cell"]
+    values = aggregation.reduce(column, place).dropna().astype(float)
+    values = aggregation.finish(values, lambda index: np.full(len(index), area_km2))
+    return float(values.iloc[0]) if len(values) and not np.isnan(values.iloc[0]) \
+        else aggregation.empty
 
 
 def cells_in_view(values: pd.Series, bbox: tuple[float, float, float, float] | None) -> pd.Series:

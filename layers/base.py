@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from layers.aggregations import Aggregation, get_aggregation
+
 if TYPE_CHECKING:
     from config.city import CityConfig, Source
 
 FieldKind = Literal["str", "float", "time"]
 Geometry = Literal["point", "area"]
-Aggregation = Literal["count", "sum", "mean", "median", "nunique", "sum_per_km2"]
 Overlay = Literal["points", "outlines", "none"]
 #: Picks the rows of a place (one H3 cell, or an admin unit's cells) from a role's frame.
 Selector = Callable[[pd.DataFrame], np.ndarray]
@@ -82,16 +83,17 @@ class Role:
 class Metric:
     """A number per H3 cell: an aggregation over one role's rows.
 
-    ``agg`` is applied to ``column`` over the rows of ``role`` (optionally only those
-    whose ``where`` column holds one of the listed values) grouped by cell. ``count``
-    needs no column; ``sum_per_km2`` divides a sum by the cell's area.
+    ``agg`` names an aggregation of :data:`layers.aggregations.AGGREGATIONS`, applied
+    to ``column`` over the rows of ``role`` (optionally only those whose ``where``
+    column holds one of the listed values) grouped by cell. ``count`` needs no column;
+    ``sum_per_km2`` divides a sum by the cell's area. An unknown name raises.
     """
 
     name: str
     title_zh: str
     title_en: str
     role: str
-    agg: Aggregation = "count"
+    agg: str = "count"
     column: str | None = None
     where: tuple[tuple[str, tuple[object, ...]], ...] = ()
     unit_zh: str = ""
@@ -99,6 +101,14 @@ class Metric:
     #: Restrict to the rows of one source (per-source metrics).
     source: str | None = None
     decimals: int = 0
+
+    def __post_init__(self) -> None:
+        get_aggregation(self.agg)  # refuse an unknown name where the metric is declared
+
+    @property
+    def aggregation(self) -> Aggregation:
+        """The aggregation ``agg`` names (looked up, so one registered later also works)."""
+        return get_aggregation(self.agg)
 
 
 class PlaceRows(Protocol):

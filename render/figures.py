@@ -24,7 +24,6 @@ from geo.hexes import cell_ring, cells_geojson, resolution_for_zoom, to_hex
 from layers import DEFAULT_LAYER, LAYERS
 from layers.base import Metric
 from store.city import CityData, cells_in_view
-from store.live import ADDITIVE
 
 BBox = tuple[float, float, float, float]
 
@@ -66,8 +65,8 @@ class HexPlan:
 
     ``values`` holds the cells that have data; ``grid`` the cells drawn: the city's
     footprint in view plus any data cell outside it, so that live updates change
-    values on a stable set of hexagons. ``z`` is aligned with ``grid`` (0 for counts
-    and sums where there is nothing, None for other aggregations).
+    values on a stable set of hexagons. ``z`` is aligned with ``grid``; a cell without
+    a value holds its aggregation's ``empty`` value (0, or None for no value).
     """
 
     mode: str  # "hex" or "points"
@@ -117,8 +116,8 @@ def plan_hexes(data: CityData, view: MapView) -> HexPlan:
             break
         res -= 1
         capped = True
-    fill = 0.0 if metric.agg in ADDITIVE else np.nan
-    z = values.reindex(grid, fill_value=fill).to_numpy(dtype=float)
+    # A drawn cell without a value shows the aggregation's empty value (0 or none).
+    z = values.reindex(grid, fill_value=metric.aggregation.empty).to_numpy(dtype=float)
     # Values at the metric's own precision (residents as whole people): more digits
     # are noise that gzip cannot squeeze, and every tick resends them.
     decimals = metric.decimals

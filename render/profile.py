@@ -15,8 +15,9 @@ import pandas as pd
 
 from geo.hexes import cell_area_km2, cell_center, cell_resolution, parents, to_hex
 from layers import LAYERS, population_metric
-from layers.base import Layer, Metric, Selector
-from store.city import CityData, filter_rows
+from layers.aggregate import aggregate_place
+from layers.base import Layer, Selector
+from store.city import CityData
 
 
 def cell_selector(cell: int) -> Selector:
@@ -37,52 +38,32 @@ def cells_selector(base_cells: np.ndarray) -> Selector:
     return select
 
 
-def _metric_values(data: CityData, layer: Layer, select: Selector) -> list[dict[str, Any]]:
+def _metric_values(data: CityData, layer: Layer, select: Selector,
+                   area_km2: float) -> list[dict[str, Any]]:
     out = []
     for metric in layer.metrics(data.config.sources):
-        if metric.agg == "sum_per_km2":
-            continue  # a per-cell density; the place-level density is given separately
+        if not metric.aggregation.in_profile:
+            continue
         rows = data.frame(layer.id, metric.role, metric.source)
         rows = rows.loc[select(rows)] if len(rows) else rows
-        if len(rows):
-            values = _aggregate_all(rows, metric)
-        else:
-            values = 0.0 if metric.agg in ("count", "sum", "nunique") else None
+        value = aggregate_place(rows, metric, area_km2)
         out.append({
             "name": metric.name, "title_zh": metric.title_zh, "title_en": metric.title_en,
             "unit_zh": metric.unit_zh, "unit_en": metric.unit_en, "decimals": metric.decimals,
-            "value": None if values is None else round(float(values), 6),
+            "value": None if np.isnan(value) else round(value, 6),
         })
     return out
 
 
-def _aggregate_all(rows: pd.DataFrame, metric: Metric) -> float | None:
-    """One metric over all selected rows taken together."""
-    if metric.where:
-        rows = filter_rows(rows, metric.where)
-    if metric.agg == "count":
-        return float(len(rows))
-    column = rows[metric.column]
-    if column.dropna().empty:
-        return 0.0 if metric.agg in ("sum", "nunique") else None
-    if metric.agg == "sum":
-        return float(column.sum())
-    if metric.agg == "mean":
-        return float(column.mean())
-    if metric.agg == "median":
-        return float(column.median())
-    if metric.agg == "nunique":
-        return float(column.nunique())
-    return None
-
-
-def place_profile(data: CityData, select: Selector, lat: float, lon: float) -> dict[str, Any]:
+def place_profile(data: CityData, select: Selector, lat: float, lon: float,
+                  area_km2: float = float("nan")) -> dict[str, Any]:
+    """Every layer's metrics, breakdowns and extras over the rows ``select`` keeps."""
     layers = {}
     for layer in LAYERS.values():
         section: dict[str, Any] = {
             "title_zh": layer.title_zh, "title_en": layer.title_en, "symbol": layer.symbol,
             "stale": data.layer_stale(layer.id),
-            "metrics": _metric_values(data, layer, select),
+            "metrics": _metric_values(data, layer, select, area_km2),
             "breakdowns": layer.breakdowns(data, select),
             **layer.profile_extras(data, select, lat, lon),
         }
@@ -104,8 +85,8 @@ def cell_profile(data: CityData, cell: int) -> dict[str, Any]:
     """The cross-layer profile of one H3 cell (the "one map" view of a place)."""
     lat, lon = cell_center(cell)
     res = cell_resolution(cell)
-    profile = place_profile(data, cell_selector(cell), lat, lon)
     area = float(cell_area_km2([cell])[0])
+    profile = place_profile(data, cell_selector(cell), lat, lon, area)
     residents = _residents(profile)
     return {
         "cell": to_hex(cell), "res": res,
@@ -127,8 +108,9 @@ def area_profile(data: CityData, level: str, name: str) -> dict[str, Any] | None
     if bounds is None:
         return None
     west, south, east, north = bounds
-    profile = place_profile(data, cells_selector(cells), (south + north) / 2, (west + east) / 2)
     area = float(cell_area_km2(cells).sum()) if len(cells) else 0.0
+    profile = place_profile(data, cells_selector(cells), (south + north) / 2, (west + east) / 2,
+                            area)
     residents = _residents(profile)
     return {
         "level": level, "name": name, "bounds": list(bounds), "area_km2": round(area, 3),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,12 @@ from config.clock import CityClock, iso
 from data import Adapter, AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import empty_frame
 from geo.areal import apportion
-from geo.hexes import cell_area_km2, parents
+from geo.hexes import parents
 from layers import LAYERS, outline_layers
 from layers.aggregate import aggregate, cells_in_view, filter_rows
 from layers.base import Metric
 from store.history import HistoryError, ReplayStore, open_history, state_at
-from store.live import ADDITIVE, IncrementalTotals, LiveStore, contribution
+from store.live import IncrementalTotals, LiveStore, cell_values, contribution
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ class CityData:
         self._adapters: dict[str, Adapter] = {}
         self._cursors: dict[str, Any] = {}
         self._lock = threading.RLock()
-        self._aggregates: OrderedDict[tuple[Any, ...], pd.Series] = OrderedDict()
+        # Values per cell, and per-source running sums (frames) of incremental metrics.
+        self._aggregates: OrderedDict[tuple[Any, ...], pd.Series | pd.DataFrame] = OrderedDict()
         self._outlines: dict[tuple[Any, ...], Any] = {}
         self._live: dict[str, LiveStore] = {}  # streaming sources' windows
         self._totals: dict[str, IncrementalTotals] = {}
@@ -421,18 +422,19 @@ class CityData:
     def cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
         """Metric value per cell at ``res`` (index: int64 cells).
 
-        Additive metrics (counts, sums) are summed over the role's sources: snapshot
-        sources memoised per source version, streaming sources from their
-        incremental totals. Other aggregations are recomputed over the rows.
+        Incremental metrics (counts, sums, densities, means) add up their running
+        sums over the role's sources: snapshot sources memoised per source version,
+        streaming sources from their incremental totals. Other aggregations are
+        recomputed over the rows.
         """
         key = (layer, metric.name, res, self.version)
         with self._lock:
             cached = self._aggregates.get(key)
-            if cached is not None:
+            if isinstance(cached, pd.Series):
                 self._aggregates.move_to_end(key)
                 return cached
-        if metric.agg in ADDITIVE:
-            values = self._additive_cells(layer, metric, res)
+        if metric.aggregation.incremental:
+            values = self._incremental_cells(layer, metric, res)
         else:
             values = aggregate(self.frame(layer, metric.role, metric.source), metric, res)
         with self._lock:
@@ -441,9 +443,8 @@ class CityData:
                 self._aggregates.popitem(last=False)
         return values
 
-    def _additive_cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
-        parts: list[pd.Series] = []
-        sum_metric = metric if metric.agg != "sum_per_km2" else replace(metric, agg="sum")
+    def _incremental_cells(self, layer: str, metric: Metric, res: int) -> pd.Series:
+        parts: list[pd.DataFrame] = []
         for source in self.config.sources:
             if source.layer != layer or source.role != metric.role or (
                     metric.source is not None and source.name != metric.source):
@@ -451,28 +452,25 @@ class CityData:
             totals = self._totals.get(source.name)
             if totals is not None:
                 with self._lock:
-                    if not totals.tracked(sum_metric, res):
-                        totals.track(sum_metric, res, self._live[source.name].rows())
-                    parts.append(totals.get(sum_metric, res))
+                    if not totals.tracked(metric, res):
+                        totals.track(metric, res, self._live[source.name].rows())
+                    parts.append(totals.parts(metric, res))
                 continue
-            key = ("source", source.name, sum_metric.name, res, self._source_versions[source.name])
+            key = ("source", source.name, metric.name, res, self._source_versions[source.name])
             with self._lock:
-                part = self._aggregates.get(key)
-            if part is None:
-                part = contribution(self._frames.get(source.name, pd.DataFrame()), sum_metric, res)
+                cached = self._aggregates.get(key)
+            if isinstance(cached, pd.DataFrame):
+                part = cached
+            else:
+                part = contribution(self._frames.get(source.name, pd.DataFrame()), metric, res)
                 with self._lock:
                     self._aggregates[key] = part
             parts.append(part)
         parts = [p for p in parts if len(p)]
         if not parts:
             return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
-        values = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(level=0).sum()
-        values = values.loc[values.to_numpy() != 0].astype(float)
-        if metric.agg == "sum_per_km2":
-            values = values / cell_area_km2(values.index.to_numpy())
-        values.index = values.index.astype(np.int64)
-        values.index.name = "cell"
-        return values
+        summed = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(level=0).sum()
+        return cell_values(metric, summed.loc[summed.to_numpy().any(axis=1)])
 
     def cells_at(self, layer: str, metric: Metric, res: int, moment: pd.Timestamp,
                  using: ReplayStore = "auto") -> pd.Series:

@@ -12,8 +12,9 @@ A streaming source's rows live in a :class:`LiveStore`:
   stream.
 
 Each change to the current state is returned as a :class:`Delta` (rows added,
-rows removed). :class:`IncrementalTotals` applies deltas to per-cell totals of
-additive metrics (counts, sums) at every resolution in use, so a tick costs in
+rows removed). :class:`IncrementalTotals` applies deltas to per-cell running sums
+of incremental metrics (counts, sums, densities, means: see
+:mod:`layers.aggregations`) at every resolution in use, so a tick costs in
 proportion to what changed, not to the size of the window.
 """
 
@@ -26,11 +27,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from geo.hexes import cell_area_km2, parents
-from layers.aggregate import aggregate, filter_rows
+from geo.hexes import parents
+from layers.aggregate import filter_rows
+from layers.aggregations import cell_areas
 from layers.base import Metric
-
-ADDITIVE = ("count", "sum", "sum_per_km2")
 
 
 @dataclass
@@ -146,14 +146,16 @@ def ids_in(values: pd.Series, lookup: pd.Series) -> np.ndarray:
 
 
 class IncrementalTotals:
-    """Per-cell totals of additive metrics, updated from deltas instead of recomputed.
+    """Per-cell totals of incremental metrics, updated from deltas instead of recomputed.
 
-    Totals are kept per (metric, resolution) as two aligned numpy arrays, the cells
-    sorted. A delta's rows (added with their weight, removed with its negative) are
-    sorted by cell once per metric; since a sorted array of same-resolution cells stays
+    A metric's aggregation says what to keep (:attr:`layers.aggregations.Aggregation.parts`):
+    one running sum per part and cell (a count: one; a mean: sum and count). Totals are
+    kept per (metric, resolution) as sorted cells and an aligned ``(cells, parts)``
+    array. A delta's rows (added with their weights, removed with their negatives) are
+    summed by cell once per metric; since a sorted array of same-resolution cells stays
     sorted under :func:`geo.hexes.parents`, every resolution's change is a run-length
-    sum (``np.add.reduceat``) merged into the totals with a ``searchsorted``. No
-    pandas grouping on the hot path: a tick costs O(rows · log rows) plus a merge.
+    sum (``np.add.reduceat``) merged into the totals with a ``searchsorted``. No pandas
+    grouping on the hot path: a tick costs O(rows · log rows) plus a merge.
     """
 
     def __init__(self) -> None:
@@ -165,18 +167,30 @@ class IncrementalTotals:
         return (metric.name, res) in self._totals
 
     def track(self, metric: Metric, res: int, rows: pd.DataFrame) -> pd.Series:
-        """Start tracking a metric at a resolution from the current rows."""
+        """Start tracking a metric at a resolution from the current rows.
+
+        Raises ValueError for an aggregation that is not incremental (recompute it).
+        """
+        aggregation = metric.aggregation
+        if not aggregation.incremental:
+            raise ValueError(f"{metric.name!r}: aggregation {aggregation.name!r} is not kept "
+                             "incrementally; aggregate the rows instead")
         with self._lock:
-            sums = _CellSums()
+            sums = _CellSums(aggregation.parts)
             cells, weights = _weighted_cells(rows, metric)
-            sums.merge(*_run_sums(cells, weights, res, metric))
+            sums.merge(*_run_sums(*_sum_by_cell(cells, weights), res))
             self._totals[(metric.name, res)] = sums
             self._metrics[metric.name] = metric
-            return sums.series()
+            return cell_values(metric, sums.parts())
 
     def get(self, metric: Metric, res: int) -> pd.Series:
+        """The metric's value per cell (cells without rows left out)."""
+        return cell_values(metric, self.parts(metric, res))
+
+    def parts(self, metric: Metric, res: int) -> pd.DataFrame:
+        """The running sums per cell (one column per part), to add across sources."""
         with self._lock:
-            return self._totals[(metric.name, res)].series()
+            return self._totals[(metric.name, res)].parts()
 
     def apply(self, delta: Delta) -> None:
         if delta.empty:
@@ -194,7 +208,7 @@ class IncrementalTotals:
                 cells, weights = _sum_by_cell(np.concatenate([added, removed]),
                                               np.concatenate([added_w, -removed_w]))
                 for res in resolutions:
-                    self._totals[(name, res)].merge(*_run_sums(cells, weights, res, metric))
+                    self._totals[(name, res)].merge(*_run_sums(cells, weights, res))
 
     def reset(self) -> None:
         with self._lock:
@@ -202,14 +216,15 @@ class IncrementalTotals:
 
 
 class _CellSums:
-    """Sorted cells and their running totals (entries at zero are compacted lazily)."""
+    """Sorted cells and their running sums, one column per part (cells whose sums all
+    reached zero are compacted lazily)."""
 
     #: Floating sums drift: leftovers of removed rows below this are zero.
     EPSILON = 1e-9
 
-    def __init__(self) -> None:
+    def __init__(self, parts: int) -> None:
         self.cells = np.empty(0, dtype=np.int64)
-        self.values = np.empty(0, dtype=np.float64)
+        self.values = np.empty((0, parts), dtype=np.float64)
 
     def merge(self, cells: NDArray[np.int64], sums: NDArray[np.float64]) -> None:
         """Add ``sums`` to the totals of ``cells`` (sorted, unique), inserting new cells."""
@@ -219,40 +234,53 @@ class _CellSums:
         found = pos < len(self.cells)
         found[found] = self.cells[pos[found]] == cells[found]
         hit = pos[found]
-        self.values[hit] += sums[found]
-        self.values[hit[np.abs(self.values[hit]) < self.EPSILON]] = 0.0
+        merged = self.values[hit] + sums[found]
+        merged[np.abs(merged) < self.EPSILON] = 0.0
+        self.values[hit] = merged
         new = ~found
         if new.any():
             fresh = sums[new]
             fresh[np.abs(fresh) < self.EPSILON] = 0.0
             self.cells = np.insert(self.cells, pos[new], cells[new])
-            self.values = np.insert(self.values, pos[new], fresh)
-        zeros = int(np.count_nonzero(self.values == 0.0))
-        if zeros > max(1024, len(self.values) // 2):  # cells that emptied out, in bulk
-            keep = self.values != 0.0
-            self.cells, self.values = self.cells[keep], self.values[keep]
+            self.values = np.insert(self.values, pos[new], fresh, axis=0)
+        live: NDArray[np.bool_] = np.asarray(self.values.any(axis=1), dtype=bool)
+        if len(live) - int(np.count_nonzero(live)) > max(1024, len(live) // 2):
+            # Cells that emptied out, dropped in bulk.
+            self.cells, self.values = self.cells[live], self.values[live]
 
-    def series(self) -> pd.Series:
-        keep = self.values != 0.0
-        return pd.Series(self.values[keep], index=pd.Index(self.cells[keep], name="cell"),
-                         dtype=float)
+    def parts(self) -> pd.DataFrame:
+        keep = self.values.any(axis=1)
+        return pd.DataFrame(self.values[keep], index=pd.Index(self.cells[keep], name="cell"))
+
+
+def cell_values(metric: Metric, parts: pd.DataFrame) -> pd.Series:
+    """A metric's value per cell from its running sums (as :meth:`IncrementalTotals.parts`
+    and :func:`contribution` give them, summed over sources); cells without a value
+    are left out, as :func:`layers.aggregate.aggregate` leaves them."""
+    aggregation = metric.aggregation
+    values = pd.Series(aggregation.combine(parts.to_numpy(dtype=np.float64)),
+                       index=parts.index.astype(np.int64), dtype=float).dropna()
+    values.index.name = "cell"
+    return aggregation.finish(values, cell_areas)
 
 
 def _weighted_cells(rows: pd.DataFrame, metric: Metric) -> tuple[NDArray[np.int64],
                                                                NDArray[np.float64]]:
-    """The base cells of the rows a metric counts, and what each row adds (1 or its value)."""
+    """The base cells of the rows a metric counts, and what each row adds to each part."""
+    aggregation = metric.aggregation
     if rows.empty:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return np.empty(0, dtype=np.int64), np.empty((0, aggregation.parts), dtype=np.float64)
     if metric.source is not None:
         rows = rows.loc[(rows["source"] == metric.source).to_numpy()]
     if metric.where:
         rows = filter_rows(rows, metric.where)
     cells = rows["cell"].to_numpy(dtype=np.int64)
-    if metric.agg == "count":
-        return cells, np.ones(len(cells), dtype=np.float64)
-    weights = pd.to_numeric(rows[metric.column], errors="coerce").to_numpy(  # type: ignore[index]
+    if not aggregation.reads_column:
+        return cells, aggregation.weights(None, len(cells))
+    values = pd.to_numeric(rows[metric.column], errors="coerce").to_numpy(  # type: ignore[index]
         dtype=np.float64, na_value=np.nan)
-    keep = ~np.isnan(weights)  # as in aggregate(): a missing value adds nothing
+    weights = aggregation.weights(values, len(cells))
+    keep = weights.any(axis=1)  # as in aggregate(): a missing value adds nothing
     return cells[keep], weights[keep]
 
 
@@ -264,14 +292,15 @@ def _sum_by_cell(cells: NDArray[np.int64], weights: NDArray[np.float64]) -> tupl
     faster than sorting every row: a batch of points repeats its cells many times.
     """
     codes, unique = pd.factorize(cells)
-    sums = np.bincount(codes, weights=weights, minlength=len(unique)).astype(np.float64)
+    sums = np.column_stack([np.bincount(codes, weights=weights[:, part], minlength=len(unique))
+                            for part in range(weights.shape[1])]).astype(np.float64)
     distinct = np.asarray(unique, dtype=np.int64)
     order = np.argsort(distinct)
     return distinct[order], sums[order]
 
 
-def _run_sums(cells: NDArray[np.int64], weights: NDArray[np.float64], res: int,
-              metric: Metric) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _run_sums(cells: NDArray[np.int64], weights: NDArray[np.float64], res: int
+              ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Per-cell sums at ``res`` of weighted base cells, as sorted unique cells."""
     if not len(cells):
         return cells, weights
@@ -281,15 +310,13 @@ def _run_sums(cells: NDArray[np.int64], weights: NDArray[np.float64], res: int,
         order = np.argsort(up, kind="stable")
         up, weights = up[order], weights[order]
     starts = np.flatnonzero(np.concatenate(([True], up[1:] != up[:-1])))
-    sums = np.add.reduceat(weights, starts)
-    unique = up[starts]
-    if metric.agg == "sum_per_km2":
-        sums = sums / cell_area_km2(unique)
-    return unique, sums
+    return up[starts], np.add.reduceat(weights, starts, axis=0)
 
 
-def contribution(rows: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
-    """What ``rows`` add to an additive metric, per cell at ``res`` (count or sum)."""
-    if metric.source is not None and len(rows):
-        rows = rows.loc[(rows["source"] == metric.source).to_numpy()]
-    return aggregate(rows, metric, res)
+def contribution(rows: pd.DataFrame, metric: Metric, res: int) -> pd.DataFrame:
+    """The running sums ``rows`` give an incremental metric, per cell at ``res``
+    (the same parts :meth:`IncrementalTotals.parts` keeps for a live source)."""
+    cells, weights = _weighted_cells(rows, metric)
+    sums = _CellSums(metric.aggregation.parts)
+    sums.merge(*_run_sums(*_sum_by_cell(cells, weights), res))
+    return sums.parts()

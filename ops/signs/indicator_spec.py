@@ -182,6 +182,7 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
                     sources: Sequence[Any] = ()) -> Indicator:
     """Validate one ``[[indicators]]`` table (see module docs)."""
     from layers import LAYERS
+    from layers.aggregations import AGGREGATIONS
 
     _check_keys(where, table, _INDICATOR_KEYS)
     name = kit.entry_name(f"{where}.name", table.get("name"))
@@ -199,9 +200,10 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
             metric = LAYERS[layer].metric(metric_name, sources)
         except KeyError as exc:
             raise ConfigError(f"{where}.metric: {exc.args[0]}") from None
-        if metric.agg not in ("count", "sum"):
+        if not metric.aggregation.city_total:
+            totals = " or ".join(n for n, a in AGGREGATIONS.items() if a.city_total)
             raise ConfigError(f"{where}.metric: {metric_name!r} aggregates by {metric.agg!r}, "
-                              "which has no city total; metrics with agg count or sum can be "
+                              f"which has no city total; metrics with agg {totals} can be "
                               f"used, or kind = '{metric.agg}' with column = {metric.column!r}")
         role = metric.role
     else:

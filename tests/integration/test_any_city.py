@@ -569,13 +569,7 @@ def layers_reference() -> str:
                           title_zh="", title_en="(source title)", fields={"value": "…"}, options={},
                           base_dir=Path("."))]
         for n, metric in enumerate(layer.metrics(example)):
-            what = {"count": f"count of `{metric.role}` rows",
-                    "sum": f"sum of `{metric.column}` over `{metric.role}`",
-                    "median": f"median of `{metric.column}` over `{metric.role}`",
-                    "mean": f"mean of `{metric.column}` over `{metric.role}`",
-                    "nunique": f"distinct `{metric.column}` of `{metric.role}`",
-                    "sum_per_km2": f"sum of `{metric.column}` over `{metric.role}` per km²",
-                    }[metric.agg]
+            what = metric.aggregation.describe(metric.column, metric.role)
             if metric.where:
                 what += " where " + ", ".join(f"`{c}` is {' or '.join(map(str, v))}"
                                               for c, v in metric.where)
