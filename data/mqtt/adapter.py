@@ -1,32 +1,6 @@
-"""MQTT: rows that devices and gateways push through a broker, read with paho-mqtt 2.x.
+"""The MQTT adapter: a paho-mqtt 2.x client per source, messages buffered between reads.
 
-The adapter subscribes to one or more topic filters and turns every message (one
-JSON object, or a JSON array of objects) into raw rows, which go through the same
-:func:`data.base.normalise` as every other source::
-
-    [[sources]]
-    name = "bus-positions"
-    layer = "people"
-    role = "mobility"
-    adapter = "mqtt"
-    host = "broker.city.gov"
-    topics = ["transit/bus/+"]      # transit/bus/<vehicle id>
-    topic_field = "id"              # the topic's last segment, unless the message has one
-    time = "ts"
-    lat = "position.lat"            # dotted paths reach into nested JSON
-    lon = "position.lon"
-
-Delivery is at least once end to end while the adapter lives: it speaks MQTT 5
-with a stable client id, ``clean_start=False`` and a session expiry, so the broker
-queues QoS 1 messages published while the adapter is disconnected and hands them
-over when it reconnects (paho reconnects by itself in its network thread). Messages
-are buffered between reads in a bounded queue; each read returns the rows that
-arrived since the previous one, and a message that cannot be used is counted
-under a reason (``not JSON``, ``oversized payload`` …), never dropped silently.
-
-One client id means one live connection: the broker disconnects the older of two
-clients that share an id. Run the app with one worker per MQTT source, or give each
-deployment its own ``client_id``.
+See :mod:`data.mqtt` for the options and the delivery guarantees.
 """
 
 from __future__ import annotations
@@ -34,18 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from config.city import ConfigError, parse_duration
+from config.city import ConfigError
 from data.base import AdapterBase, AdapterContext, Batch, SourceError, empty_frame, normalise
+from data.mqtt.settings import MqttSettings, default_client_id
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -57,30 +31,10 @@ log = logging.getLogger(__name__)
 #: Raw column that carries the topic's last segment when the field has no mapping.
 TOPIC_COLUMN = "_mqtt_topic"
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
-DEFAULT_SESSION_EXPIRY = 3600
 #: How long the first read waits for the first connection attempt to settle.
 FIRST_CONNECT_WAIT = 8.0
 #: Cumulative rejection totals remembered per handed-out cursor (see ``_totals_at``).
 MAX_REMEMBERED_CURSORS = 64
-
-
-def default_client_id(source_name: str) -> str:
-    """A stable client id for a source, so the broker keeps its session across restarts."""
-    return "citybrain-" + re.sub(r"[^A-Za-z0-9_-]", "-", source_name)
-
-
-def check_topic_filter(topic: str) -> None:
-    """Refuse a topic filter that breaks MQTT's wildcard rules (``+`` and ``#``)."""
-    if not topic:
-        raise ValueError("a topic filter cannot be empty")
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ValueError(f"{topic!r}: '#' must be a whole level and the last one")
-        if "+" in level and level != "+":
-            raise ValueError(f"{topic!r}: '+' must be a whole level")
 
 
 def lookup(obj: Mapping[str, Any], path: str) -> Any:
@@ -140,77 +94,6 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """The options of one MQTT source, validated (see the module docs and docs/adapters.md)."""
-
-    topics: tuple[str, ...]
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    client_id: str = ""
-    qos: int = 1
-    username: str | None = None
-    password_env: str | None = None
-    tls: bool = False
-    max_payload: int = 65536
-    buffer: int = 200_000
-    keepalive: int = 30
-    topic_field: str | None = None
-    session_expiry: int = DEFAULT_SESSION_EXPIRY
-
-    @classmethod
-    def parse(cls, where: str, options: Mapping[str, Any], client_id: str = "") -> MqttSettings:
-        """Options as written in the config; a wrong value is a :class:`ConfigError`."""
-
-        def integer(key: str, default: int, lo: int, hi: int | None = None) -> int:
-            value = options.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo \
-                    or (hi is not None and value > hi):
-                bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-                raise ConfigError(f"{where}.{key}: expected an integer {bounds}, got {value!r}")
-            return value
-
-        def text(key: str) -> str | None:
-            value = options.get(key)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
-            return value
-
-        topics = options.get("topics")
-        if isinstance(topics, str):
-            topics = [topics]
-        if not isinstance(topics, list) or not topics or \
-                not all(isinstance(t, str) for t in topics):
-            raise ConfigError(f"{where}.topics: expected a list of topic filters, got {topics!r}")
-        for topic in topics:
-            try:
-                check_topic_filter(topic)
-            except ValueError as exc:
-                raise ConfigError(f"{where}.topics: {exc}") from exc
-        tls = options.get("tls", False)
-        if not isinstance(tls, bool):
-            raise ConfigError(f"{where}.tls: expected true or false, got {tls!r}")
-        expiry = parse_duration(f"{where}.session_expiry",
-                                options.get("session_expiry", DEFAULT_SESSION_EXPIRY))
-        if not 0 <= expiry <= 0xFFFFFFFF:
-            raise ConfigError(f"{where}.session_expiry: {expiry:g} s is outside MQTT's range")
-        return cls(
-            topics=tuple(topics),
-            host=text("host") or "127.0.0.1",
-            port=integer("port", DEFAULT_TLS_PORT if tls else DEFAULT_PORT, 1, 65535),
-            client_id=text("client_id") or client_id,
-            qos=integer("qos", 1, 0, 2),
-            username=text("username"),
-            password_env=text("password_env"),
-            tls=tls,
-            max_payload=integer("max_payload", 65536, 1),
-            buffer=integer("buffer", 200_000, 1),
-            keepalive=integer("keepalive", 30, 5, 65535),
-            topic_field=text("topic_field"),
-            session_expiry=int(expiry),
-        )
 
 
 class MqttAdapter(AdapterBase):
@@ -534,3 +417,6 @@ class MqttAdapter(AdapterBase):
         self._client.loop_stop()
         self._connected = False
         self._ready.clear()
+
+
+__all__ = ["TOPIC_COLUMN", "MqttAdapter", "forget_session", "lookup"]
