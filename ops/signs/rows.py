@@ -125,7 +125,7 @@ def time_ns(values: pd.Series) -> np.ndarray:
     index = pd.DatetimeIndex(values)
     if index.tz is None:
         index = index.tz_localize("UTC")
-    return index.as_unit("ns").asi8
+    return np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
 
 
 __all__ = ["event_rows", "filter_where", "has_live_source", "reference_time", "role_sources",

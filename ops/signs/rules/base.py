@@ -109,7 +109,7 @@ class CheckContext:
 
     def local_time(self, moment: pd.Timestamp) -> str:
         """``HH:MM`` of ``moment`` in the city's time zone."""
-        return pd.Timestamp(moment).tz_convert(self.timezone).strftime("%H:%M")
+        return str(pd.Timestamp(moment).tz_convert(self.timezone).strftime("%H:%M"))
 
 
 def fmt(value: float | None, decimals: int = 1) -> str:

@@ -67,14 +67,16 @@ class ReadingRule(RowsRule, LimitRule):
         if rows.empty or self.column not in rows:
             return []
         values = pd.to_numeric(rows[self.column], errors="coerce").to_numpy(dtype=float)
+        limit = self.limit
+        assert limit is not None  # the parser requires above or below
         with np.errstate(invalid="ignore"):
-            hit = values > self.above if self.above is not None else values < self.below  # type: ignore[operator]
+            hit = values > limit if self.above is not None else values < limit
         hit &= np.isfinite(values)
         rows, values = rows.loc[hit], values[hit]
         names = row_names(rows)
-        assert self.severity is not None and self.limit is not None
-        return [Finding(str(row_id), self.severity, float(value), self.limit, (int(cell),),
+        assert self.severity is not None
+        return [Finding(str(row_id), self.severity, float(value), limit, (int(cell),),
                         fields={"name": str(name), "column": self.column},
-                        strength=abs(float(value) - self.limit))
+                        strength=abs(float(value) - limit))
                 for row_id, cell, value, name in zip(rows["id"], rows["cell"], values, names,
                                                      strict=True)]

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from config.kit import ConfigError
 from ops.signs.indicator_spec import Indicator
+from ops.signs.kit import Severity
 from ops.signs.rules.base import (
     CheckContext,
     Finding,
@@ -82,8 +83,12 @@ class ThresholdRule(LimitRule):
         thresholds = ctx.indicators[self.indicator].thresholds
         assert thresholds is not None  # the parser guarantees it
         status = thresholds.status(value)
-        if status not in ("warn", "alarm"):
+        if status == "alarm":
+            severity: Severity = "alarm"
+            level = thresholds.alarm
+        elif status == "warn":
+            severity, level = "warn", thresholds.warn
+        else:
             return []
-        level = thresholds.alarm if status == "alarm" else thresholds.warn
         fields["direction"] = thresholds.direction  # the message says "below" for a floor
-        return [Finding(self.indicator, status, value, level, fields=fields)]  # type: ignore[arg-type]
+        return [Finding(self.indicator, severity, value, level, fields=fields)]
