@@ -18,12 +18,14 @@ as markup.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from api.auth import require_role
+from api.errors import ApiError, install
 from geo.hexes import from_hex
-from ops.auth import EXTENSION_KEY, require_role
 from ops.events.model import (
     OPEN_STATUSES,
     STATUSES,
@@ -41,16 +43,15 @@ MAX_NOTE = 2000
 _TRANSITION_KEYS = frozenset({"to", "department", "note", "expected_version"})
 
 
-class EventsApiError(Exception):
-    def __init__(self, status: int, message: str, **detail: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.detail = detail
-
-
-def _error(status: int, message: str, **detail: Any) -> tuple[Response, int]:
-    return jsonify({"error": message, "status": status, **detail}), status
+#: What the lifecycle's refusals mean over HTTP (nothing changes on any of them).
+_DOMAIN_ERRORS: dict[type[Exception], Callable[[Any], ApiError]] = {
+    EventNotFound: lambda exc: ApiError(404, str(exc), id=exc.event_id),
+    TransitionError: lambda exc: ApiError(400, str(exc), id=exc.event_id, current=exc.current,
+                                          requested=exc.requested, allowed=list(exc.allowed)),
+    ConflictError: lambda exc: ApiError(409, str(exc), id=exc.event_id,
+                                        expected_version=exc.expected, current_version=exc.actual),
+    PermissionDenied: lambda exc: ApiError(403, str(exc)),
+}
 
 
 def _limit(raw: str | None) -> int:
@@ -59,9 +60,9 @@ def _limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise EventsApiError(400, f"limit must be an integer, got {raw!r}") from None
+        raise ApiError(400, f"limit must be an integer, got {raw!r}") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise EventsApiError(400, f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     return limit
 
 
@@ -76,46 +77,43 @@ def _statuses(raw: str | None) -> list[str] | None:
         elif part in STATUSES:
             wanted.append(part)
         else:
-            raise EventsApiError(400, f"unknown status {part!r}",
-                                 valid_statuses=[*STATUSES, "open"])
+            raise ApiError(400, f"unknown status {part!r}",
+                           valid_statuses=[*STATUSES, "open"])
     return wanted
 
 
 def _transition_body() -> dict[str, Any]:
     if not request.is_json:
         # Also keeps cross-site HTML forms (which cannot send JSON) from using a session.
-        raise EventsApiError(415, "send the transition as JSON (Content-Type: application/json)")
+        raise ApiError(415, "send the transition as JSON (Content-Type: application/json)")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise EventsApiError(400, "expected a JSON object")
+        raise ApiError(400, "expected a JSON object")
     unknown = sorted(set(body) - _TRANSITION_KEYS)
     if unknown:
-        raise EventsApiError(400, f"unknown field(s) {', '.join(unknown)}",
-                             valid_fields=sorted(_TRANSITION_KEYS))
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}",
+                       valid_fields=sorted(_TRANSITION_KEYS))
     to = body.get("to")
     if not isinstance(to, str) or not to:
-        raise EventsApiError(400, "'to' (the next status) is required",
-                             valid_statuses=list(STATUSES))
+        raise ApiError(400, "'to' (the next status) is required",
+                       valid_statuses=list(STATUSES))
     department = body.get("department")
     if department is not None and (not isinstance(department, str) or not department.strip()):
-        raise EventsApiError(400, "'department' must be a non-empty string")
+        raise ApiError(400, "'department' must be a non-empty string")
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE:
-        raise EventsApiError(400, f"'note' must be a string of at most {MAX_NOTE} characters")
+        raise ApiError(400, f"'note' must be a string of at most {MAX_NOTE} characters")
     version = body.get("expected_version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise EventsApiError(400, "'expected_version' must be an integer")
+        raise ApiError(400, "'expected_version' must be an integer")
     return {"to": to, "department": department, "note": note, "expected_version": version}
 
 
 def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
-    """The ``/api/events`` blueprint serving ``pipeline``; registering it installs its users."""
+    """The ``/api/events`` blueprint serving ``pipeline``; its users are ``pipeline.auth``."""
     api = Blueprint("citybrain_events", __name__, url_prefix="/api/events")
-
-    @api.record_once
-    def _install(state: Any) -> None:
-        state.app.extensions["citybrain_events"] = pipeline
-        state.app.extensions[EXTENSION_KEY] = pipeline.auth
+    install(api, _DOMAIN_ERRORS)
+    auth = pipeline.auth
 
     @api.after_request
     def _headers(response: Response) -> Response:
@@ -123,30 +121,8 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @api.errorhandler(EventsApiError)
-    def _api_error(exc: EventsApiError) -> Any:
-        return _error(exc.status, exc.message, **exc.detail)
-
-    @api.errorhandler(EventNotFound)
-    def _not_found(exc: EventNotFound) -> Any:
-        return _error(404, str(exc), id=exc.event_id)
-
-    @api.errorhandler(TransitionError)
-    def _refused(exc: TransitionError) -> Any:
-        return _error(400, str(exc), id=exc.event_id, current=exc.current,
-                      requested=exc.requested, allowed=list(exc.allowed))
-
-    @api.errorhandler(ConflictError)
-    def _conflict(exc: ConflictError) -> Any:
-        return _error(409, str(exc), id=exc.event_id, expected_version=exc.expected,
-                      current_version=exc.actual)
-
-    @api.errorhandler(PermissionDenied)
-    def _forbidden(exc: PermissionDenied) -> Any:
-        return _error(403, str(exc))
-
     @api.get("", strict_slashes=False)
-    @require_role(*READ_ROLES)
+    @require_role(auth, *READ_ROLES)
     def list_events() -> Any:
         cell_text = request.args.get("cell")
         cell = None
@@ -154,7 +130,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
             try:
                 cell = from_hex(cell_text)
             except ValueError as exc:
-                raise EventsApiError(400, str(exc)) from None
+                raise ApiError(400, str(exc)) from None
         department = request.args.get("department") or None
         events = pipeline.events(status=_statuses(request.args.get("status")),
                                  department=department, cell=cell,
@@ -163,12 +139,12 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         return jsonify([e.as_dict(now) for e in events])
 
     @api.get("/stats")
-    @require_role(*READ_ROLES)
+    @require_role(auth, *READ_ROLES)
     def stats() -> Any:
         return jsonify(pipeline.stats())
 
     @api.get("/<int:event_id>")
-    @require_role(*READ_ROLES)
+    @require_role(auth, *READ_ROLES)
     def event_detail(event_id: int) -> Any:
         event, reports, audit = pipeline.detail(event_id)
         return jsonify({"event": event.as_dict(pipeline.now()),
@@ -176,7 +152,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
                         "audit": [a.as_dict() for a in audit]})
 
     @api.post("/<int:event_id>/transition")
-    @require_role("operator")
+    @require_role(auth, "operator")
     def transition(event_id: int) -> Any:
         body = _transition_body()
         user = g.citybrain_user
@@ -188,35 +164,30 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     @api.post("/login")
     def login() -> Any:
         if not current_app.secret_key:
-            raise EventsApiError(501, "browser sessions are off: the app has no SECRET_KEY; "
-                                      "use a bearer token")
+            raise ApiError(501, "browser sessions are off: the app has no SECRET_KEY; "
+                                "use a bearer token")
         body = request.get_json(silent=True) if request.is_json else None
         if not isinstance(body, dict) or not isinstance(body.get("name"), str) \
                 or not isinstance(body.get("password"), str):
-            raise EventsApiError(400, "send JSON {\"name\": …, \"password\": …}")
-        user = pipeline.auth.authenticate(body["name"], body["password"])
+            raise ApiError(400, "send JSON {\"name\": …, \"password\": …}")
+        user = auth.authenticate(body["name"], body["password"])
         if user is None:
-            raise EventsApiError(401, "unknown user or wrong password")
-        pipeline.auth.login(user)
+            raise ApiError(401, "unknown user or wrong password")
+        auth.login(user)
         return jsonify({"name": user.name, "role": user.role})
 
     @api.post("/logout")
     def logout() -> Any:
         if current_app.secret_key:
-            pipeline.auth.logout()
+            auth.logout()
         return jsonify({"ok": True})
 
     @api.get("/me")
-    @require_role(*READ_ROLES)
+    @require_role(auth, *READ_ROLES)
     def me() -> Any:
         return jsonify({"name": g.citybrain_user.name, "role": g.citybrain_user.role})
 
     return api
 
 
-def register_events_api(server: Flask, pipeline: EventPipeline) -> None:
-    """Mount ``/api/events`` on the app's Flask server."""
-    server.register_blueprint(create_events_blueprint(pipeline))
-
-
-__all__ = ["create_events_blueprint", "register_events_api"]
+__all__ = ["create_events_blueprint"]

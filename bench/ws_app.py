@@ -4,9 +4,10 @@ Bench only. Dash 4.4's ``websocket_callbacks=True`` needs a backend with websock
 support — FastAPI (``dash[fastapi]``: fastapi + uvicorn[standard]) or Quart — and the
 app's default Flask backend has none. ``app.create_app`` cannot simply be given other
 Dash arguments: it binds Flask-only parts to ``app.server`` (Flask-Caching, the
-``/api`` blueprints, ``server.extensions``), so this wrapper assembles the same page,
-callbacks, ingest engine, event pipeline and vital signs without the Flask HTTP APIs
-and the cache (nothing the map, the panels or a tick needs)::
+``/api`` blueprints, the session key), so this wrapper assembles the same page and
+callbacks on the same :func:`services.build` (ingest engine, event pipeline, vital
+signs) without the Flask HTTP APIs and the cache (nothing the map, the panels or a
+tick needs)::
 
     .venv/bin/python bench/ws_app.py --port 8061 --transport websocket
     .venv/bin/python bench/ws_app.py --port 8062 --transport http      # same server, polling
@@ -26,20 +27,20 @@ sys.path.insert(0, str(REPO))
 
 def create_fastapi_app(config_path: str | None, websocket: bool) -> object:
     """The app's layout, callbacks, ingest engine and operations services on a FastAPI Dash app."""
-    from types import SimpleNamespace
+    import functools
 
     from dash import Dash
 
-    import app as citybrain
     from app import on_callback_error
     from callbacks import register_all
     from callbacks.layout import build_layout
     from config.city import load_config
-    from store.city import CityData
-    from store.ingest import IngestEngine
+    from services import build
 
     config = load_config(config_path)
-    data = CityData.load(config)
+    # The event pipeline and vital signs run as in create_app (their work after each
+    # ingest round is part of the server's load); their Flask HTTP APIs are not mounted.
+    services = build(config, start_ingest=True)
     app = Dash(
         "app",
         backend="fastapi",
@@ -50,24 +51,10 @@ def create_fastapi_app(config_path: str | None, websocket: bool) -> object:
         compress=True,
         assets_folder=os.path.join(REPO, "assets"),
         suppress_callback_exceptions=False,
-        on_error=on_callback_error,
+        on_error=functools.partial(on_callback_error, errors=services.callback_errors),
     )
-    # The callbacks look the operations services up in ``server.extensions``, as on Flask.
-    app.server.extensions = {}
-    app.layout = build_layout(config, data)
-    register_all(app, data)
-    engine = IngestEngine(data)
-    # The event pipeline and vital signs run as in create_app (their work after each
-    # ingest round is part of the server's load); their Flask HTTP APIs are not mounted.
-    host = SimpleNamespace(server=SimpleNamespace(
-        extensions=app.server.extensions, register_blueprint=lambda *a, **k: None))
-    pipeline = None
-    if getattr(config, "events", None) is not None and hasattr(citybrain, "attach_event_pipeline"):
-        pipeline = citybrain.attach_event_pipeline(host, data, engine)
-    if getattr(config, "ops", None) is not None and hasattr(citybrain, "attach_vital_signs"):
-        citybrain.attach_vital_signs(host, data, engine, pipeline)
-    if config.sources:
-        engine.start()
+    app.layout = build_layout(config, services.store)
+    register_all(app, services)
     return app
 
 

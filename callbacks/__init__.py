@@ -16,17 +16,12 @@ Component ids are in :mod:`callbacks.ids`; small shared pieces in :mod:`callback
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
-
 from dash import Dash
 
 from services import Services
 
-if TYPE_CHECKING:
-    from store.city import CityData
 
-
-def register_all(app: Dash, services: Services | CityData) -> None:
+def register_all(app: Dash, services: Services) -> None:
     """Register every feature's callbacks on ``app``.
 
     Callbacks read the optional services (``events``, ``signs``, ``auth``) when they
@@ -34,42 +29,5 @@ def register_all(app: Dash, services: Services | CityData) -> None:
     """
     from callbacks import alerts, controls, events, map, ops_panel, panels, signin, signs, tour
 
-    if not isinstance(services, Services):
-        services = _services_from_extensions(app, services)
     for feature in (controls, map, panels, tour, ops_panel, signin, events, signs, alerts):
         feature.register(app, services)
-
-
-class _ExtensionServices:
-    """Bridge until ``create_app`` builds :class:`services.Services` itself: the same
-    members, the optional ones read from ``server.extensions`` when a callback runs
-    (create_app attaches them after the callbacks are registered)."""
-
-    def __init__(self, server: Any, data: CityData) -> None:
-        self._extensions = server.extensions
-        self.store = data
-        self.config = data.config
-
-    @property
-    def ingest(self) -> Any:
-        return self._extensions.get("citybrain_ingest")
-
-    @property
-    def events(self) -> Any:
-        return self._extensions.get("citybrain_events")
-
-    @property
-    def signs(self) -> Any:
-        return self._extensions.get("citybrain_signs")
-
-    @property
-    def auth(self) -> Any:
-        return self._extensions.get("citybrain_auth")
-
-    @property
-    def replication(self) -> Any:
-        return self._extensions.get("citybrain_shared")
-
-
-def _services_from_extensions(app: Dash, data: CityData) -> Services:
-    return cast(Services, _ExtensionServices(app.server, data))

@@ -5,7 +5,8 @@ an exhibition hall) may only read. A user proves who they are with a password,
 checked against a werkzeug ``generate_password_hash`` string held in the
 environment variable the config names, or with an API token held the same way
 (sent as ``Authorization: Bearer <token>``). A browser that logged in keeps the
-user's name in the Flask session.
+user's name in the Flask session. Routes are guarded by
+:func:`api.auth.require_role`, which asks an :class:`Auth` who is calling.
 
 Example::
 
@@ -20,20 +21,17 @@ import functools
 import hmac
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from ops.events.settings import User
+if TYPE_CHECKING:  # ops.events imports this module: at run time the import would be circular
+    from ops.events.settings import User
 
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "citybrain_user"
-#: Where :func:`require_role` finds the :class:`Auth` of the running app.
-EXTENSION_KEY = "citybrain_auth"
 #: Shorter tokens are refused: a guessable token is worse than none.
 MIN_TOKEN_LENGTH = 16
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,48 +113,4 @@ class Auth:
         session.pop(SESSION_KEY, None)
 
 
-def _deny(status: int, message: str) -> Any:
-    from flask import jsonify
-
-    response = jsonify({"error": message, "status": status})
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="citybrain"'
-    return response
-
-
-def require_role(*roles: str) -> Callable[[F], F]:
-    """Flask view decorator: 401 without a known user, 403 when their role is not in ``roles``.
-
-    The user is put in ``flask.g.citybrain_user`` for the view. The app's
-    :class:`Auth` is ``app.extensions["citybrain_auth"]`` (the events blueprint
-    installs it); without one, nobody is let in.
-
-    >>> @bp.post("/thing")                      # doctest: +SKIP
-    ... @require_role("operator")
-    ... def change_thing(): ...
-    """
-    allowed = frozenset(roles)
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            from flask import current_app, g
-
-            auth = current_app.extensions.get(EXTENSION_KEY)
-            user = auth.user_for_request() if isinstance(auth, Auth) else None
-            if user is None:
-                return _deny(401, "authentication required: send 'Authorization: Bearer "
-                                  "<token>' or log in")
-            if user.role not in allowed:
-                return _deny(403, f"role {user.role!r} may not do this; "
-                                  f"allowed roles: {', '.join(sorted(allowed))}")
-            g.citybrain_user = user
-            return view(*args, **kwargs)
-
-        return cast(F, wrapped)
-
-    return decorator
-
-
-__all__ = ["Auth", "MIN_TOKEN_LENGTH", "SESSION_KEY", "require_role"]
+__all__ = ["Auth", "MIN_TOKEN_LENGTH", "SESSION_KEY"]

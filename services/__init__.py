@@ -11,8 +11,13 @@ the event pipeline and the vital signs; callbacks and the API import it.
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import time
+import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from config.city import CityConfig
@@ -22,6 +27,10 @@ if TYPE_CHECKING:
     from store.city import CityData
     from store.ingest import IngestEngine
     from store.replication import SharedLive
+
+log = logging.getLogger("citybrain")
+#: Event supervision (overdue → escalation) runs at most this often, in wall seconds.
+SUPERVISE_EVERY = 60.0
 
 
 @dataclass
@@ -35,14 +44,19 @@ class CallbackErrors:
         self.count += 1
         self.last = f"{type(error).__name__}: {error}"
 
+    def as_dict(self) -> dict[str, Any]:
+        """``{"count"}``, and ``"last"`` once a callback failed (as ``/api/health`` says it)."""
+        return {"count": self.count} if self.last is None else {"count": self.count,
+                                                                 "last": self.last}
+
 
 @dataclass
 class Services:
     """Everything a callback or an API route may use, built once per app.
 
     ``events``, ``signs`` and ``auth`` are None when the city configures no event
-    pipeline or vital signs; ``replication`` is None unless several workers share
-    the live state.
+    pipeline or vital signs (``auth`` is the event pipeline's users); ``replication``
+    is None unless several workers share the live state.
     """
 
     config: CityConfig
@@ -55,3 +69,101 @@ class Services:
     #: A stable id of this deployment's data lineage (answers the API's X-Citybrain-Lineage).
     lineage: str = ""
     callback_errors: CallbackErrors = field(default_factory=CallbackErrors)
+    #: The Flask session key (operator sign-in); None when the city has no event pipeline.
+    secret_key: str | None = None
+
+
+def build(config: CityConfig, start_ingest: bool = True) -> Services:
+    """Load a city's data and start what runs by itself: ingest, events, vital signs.
+
+    With streaming sources (or files to re-read), the ingest engine starts (one per
+    process) unless ``start_ingest`` is False. When the config shares live state
+    through Redis (see :mod:`store.replication`), only the elected process ingests
+    and the others replicate its changes; with ``start_ingest`` False this process
+    only follows. Event intake, event supervision and vital signs run after ingest
+    rounds, whether or not a page is open.
+    """
+    from store.city import CityData
+    from store.ingest import IngestEngine
+    from store.replication import open_shared
+
+    shared = open_shared(config)  # None unless several workers share the live state
+    store: CityData
+    if shared is not None:
+        replicated = shared.open_city()
+        store, lineage = replicated, replicated.lineage
+    else:
+        # This app's own versions: a shared cache never mixes them with another's.
+        store, lineage = CityData.load(config), uuid.uuid4().hex
+    engine = IngestEngine(store)
+    services = Services(config=config, store=store, ingest=engine, replication=shared,
+                        lineage=lineage)
+    if config.events is not None:
+        services.events = _start_events(store, engine)
+        services.auth = services.events.auth
+        services.secret_key = _secret_key()
+    if config.ops is not None:
+        services.signs = _start_signs(store, engine)
+    if shared is not None:
+        shared.start(engine, lead=start_ingest)
+    elif start_ingest and config.sources:
+        # Also for file-only cities: changed files are re-read every [live] reload
+        # seconds, and vital signs and alerts are evaluated with no page open.
+        engine.start()
+    return services
+
+
+def _secret_key() -> str:
+    """``CITYBRAIN_SECRET_KEY``, else a random key that lasts as long as this process."""
+    secret = os.environ.get("CITYBRAIN_SECRET_KEY")
+    if not secret:
+        log.warning("CITYBRAIN_SECRET_KEY is not set: operator sign-in lasts only as long "
+                    "as this process")
+        secret = secrets.token_hex(32)
+    return secret
+
+
+def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
+    """Feed every government ``requests`` source into the event pipeline, now and after rounds.
+
+    Intake runs now and after every ingest round that brought new data; supervision
+    (overdue → escalation) at most every :data:`SUPERVISE_EVERY` seconds.
+    """
+    from ops.events.pipeline import EventPipeline
+
+    pipeline = EventPipeline(store.config.events, store.config.users)
+    pipeline.clock = lambda: store.clock.now().to_pydatetime()  # SLAs run on city time
+    pipeline.ingest_city(store)
+    pipeline.supervise()
+    last_supervised = time.monotonic()
+
+    def after_round(changed: bool) -> None:
+        nonlocal last_supervised
+        if changed:
+            pipeline.ingest_city(store)
+        if time.monotonic() - last_supervised >= SUPERVISE_EVERY:
+            last_supervised = time.monotonic()
+            pipeline.supervise()
+
+    engine.after_round.append(after_round)
+    return pipeline
+
+
+def _start_signs(store: CityData, engine: IngestEngine) -> VitalSigns:
+    """Evaluate indicators and warning rules after ingest rounds, every ``[live] refresh`` s."""
+    from ops.signs.service import VitalSigns
+
+    signs = VitalSigns.from_config(store, store.config.ops)
+    last = 0.0
+
+    def after_round(_changed: bool) -> None:
+        nonlocal last
+        if time.monotonic() - last >= store.config.live.refresh:
+            last = time.monotonic()
+            signs.refresh()
+
+    engine.after_round.append(after_round)
+    return signs
+
+
+__all__ = ["CallbackErrors", "Services", "build"]

@@ -1,4 +1,4 @@
-"""Vital signs and alerts of a running city, and their JSON API.
+"""Vital signs and alerts of a running city.
 
 :class:`VitalSigns` ties a city's indicators, their sample history and its alert
 book together: :meth:`VitalSigns.refresh` evaluates every indicator at the city's
@@ -7,22 +7,14 @@ results are kept so that many pages (and the API) can read them without
 recomputing. The UI calls :meth:`VitalSigns.current`; the ingest loop may call
 :meth:`VitalSigns.refresh` after each round.
 
-The blueprint (:func:`create_signs_blueprint`):
-
-- ``GET /api/signs``: ``{"time", "indicators": [reading …]}`` (see
-  :meth:`~ops.signs.indicators.IndicatorReading.as_dict`);
-- ``GET /api/alerts?state=active|cleared|all``: ``{"time", "alerts": […]}``;
-- ``POST /api/alerts/<id>/ack`` (JSON body, may be ``{}``): acknowledges an alert.
-  When an ``authorize`` hook is given, it must return True (e.g. "the user is an
-  operator") or the answer is 403; ``actor`` names who acknowledged. Without a hook
-  anyone may acknowledge — connect it whenever users are configured.
+Their JSON API is :mod:`api.signs`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -32,8 +24,6 @@ from ops.signs.indicators import IndicatorHistory, IndicatorReading, evaluate_al
 from ops.signs.settings import Indicator, OpsSettings, Rule, parse_ops_settings
 
 if TYPE_CHECKING:
-    from flask import Blueprint
-
     from store.city import CityData
 
 
@@ -87,53 +77,4 @@ class VitalSigns:
         return self.refresh()
 
 
-def create_signs_blueprint(signs: VitalSigns, authorize: Callable[[], bool] | None = None,
-                           actor: Callable[[], str] | None = None) -> Blueprint:
-    """``/api/signs`` and ``/api/alerts`` for ``signs`` (see module docs)."""
-    from flask import Blueprint, Response, jsonify, request
-
-    api = Blueprint("citybrain_signs", __name__, url_prefix="/api")
-
-    @api.after_request
-    def _headers(response: Response) -> Response:
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
-    def error(status: int, message: str, **detail: Any) -> tuple[Response, int]:
-        return jsonify({"error": message, "status": status, **detail}), status
-
-    @api.get("/signs")
-    def get_signs() -> Any:
-        readings, _ = signs.current()
-        moment = readings[0].time if readings else reference_time(signs.data)
-        return jsonify({"time": moment.isoformat(), "indicators": [r.as_dict() for r in readings]})
-
-    @api.get("/alerts")
-    def get_alerts() -> Any:
-        state = request.args.get("state", "active")
-        if state not in ("active", "cleared", "all"):
-            return error(400, f"unknown state {state!r}", valid_states=["active", "cleared", "all"])
-        _, changes = signs.current()
-        return jsonify({"time": changes.time.isoformat(), "errors": changes.errors,
-                        "suppressed": changes.suppressed,
-                        "alerts": signs.book.as_dicts(state)})  # type: ignore[arg-type]
-
-    @api.post("/alerts/<alert_id>/ack")
-    def ack(alert_id: str) -> Any:
-        if authorize is not None and not authorize():
-            return error(403, "acknowledging alerts needs the operator role")
-        # JSON only: a cross-site HTML form cannot send it, so a session cannot be misused.
-        if not request.is_json or not isinstance(request.get_json(silent=True), dict):
-            return error(415, "send a JSON object (Content-Type: application/json), e.g. {}")
-        who = actor() if actor is not None else "anonymous"
-        try:
-            alert = signs.book.ack(alert_id, who, reference_time(signs.data))
-        except KeyError:
-            return error(404, f"no alert {alert_id!r}", id=alert_id)
-        return jsonify(alert.as_dict())
-
-    return api
-
-
-__all__ = ["VitalSigns", "create_signs_blueprint"]
+__all__ = ["VitalSigns"]

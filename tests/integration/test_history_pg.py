@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.cells import health_document
+from api.health import health_document
 from config.city import ConfigError, parse_config
 from layers import LAYERS
 from store.city import CityData

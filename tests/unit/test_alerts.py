@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from flask import Flask
 
+from api.signs import create_signs_blueprint
 from config.city import ConfigError
 from ops.signs.alerts import AlertBook, check_rule
 from ops.signs.indicators import IndicatorHistory, evaluate
-from ops.signs.service import VitalSigns, create_signs_blueprint
+from ops.signs.service import VitalSigns
 from ops.signs.settings import parse_indicators, parse_rule, parse_rules
 from tests.unit.test_indicators import (
     T0,

@@ -470,7 +470,7 @@ def _forge_action(client: Any, app: Any, event_id: int, version: int) -> dict[st
 def test_forged_transition_requests_are_refused_on_the_server(
         demo_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CITYBRAIN_ANALYST_PASSWORD_HASH", generate_password_hash("viewer-pw"))
-    events = demo_app.server.extensions["citybrain_events"]
+    events = demo_app.services.events
     target = events.events(status=["dispatched"], limit=1)[0]
     anonymous = demo_app.server.test_client()
     answer = _forge_action(anonymous, demo_app, target.id, target.version)
