@@ -86,3 +86,128 @@ def test_cell_profile_spans_all_five_layers(api) -> None:
     assert nearest == sorted(nearest, key=lambda p: p["distance_km"])
     breakdowns = body["layers"]["government"]["breakdowns"]
     assert any(b["field"] == "category" for b in breakdowns)
+
+
+# ------------------------------------------------- one error shape, one Services object
+HALL_TOKEN = "hall-wall-token-for-tests-only"
+
+
+def _one_shape(response, status: int) -> dict:
+    """The answer is ``{"error": text, "status": the HTTP status, ...}`` as JSON."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)[:200]
+    body = response.get_json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert body["status"] == status
+    return body
+
+
+#: A real failure of each blueprint of the demo app: (method, url, JSON body or None, status).
+ERRORS_BY_BLUEPRINT = {
+    "citybrain_api": [("GET", "/api/layers/weather/cells", None, 404),
+                      ("GET", "/api/cells/not-a-cell", None, 400),
+                      ("DELETE", "/api/anything", None, 404)],
+    "citybrain_events": [("GET", "/api/events", None, 401),                # no user
+                         ("GET", "/api/events/987654321", None, 404),      # domain error
+                         ("GET", "/api/events?limit=0", None, 400),
+                         ("POST", "/api/events/987654321/transition", {"to": "closed"}, 403)],
+    "citybrain_signs": [("GET", "/api/alerts?state=bogus", None, 400),
+                        ("POST", "/api/alerts/nope/ack", {}, 403)],
+}
+
+
+@pytest.fixture(scope="module")
+def live_app(live_config):
+    """The live demo city (events and vital signs), not ingesting."""
+    from app import create_app
+
+    return create_app(live_config, start_ingest=False)
+
+
+def test_every_blueprint_answers_errors_as_json_in_one_shape(
+        live_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+
+    from api import blueprints
+    from api.errors import ApiError
+
+    monkeypatch.setenv("CITYBRAIN_HALL_WALL_TOKEN", HALL_TOKEN)
+    client = live_app.server.test_client()
+    for cases in ERRORS_BY_BLUEPRINT.values():
+        for method, url, body, status in cases:
+            headers = {} if status == 401 else {"Authorization": f"Bearer {HALL_TOKEN}"}
+            answer = client.open(url, method=method, json=body, headers=headers)
+            _one_shape(answer, status)
+            if status == 401:
+                assert answer.headers["WWW-Authenticate"] == 'Bearer realm="citybrain"'
+    assert _one_shape(client.get("/api/events/987654321", headers={
+        "Authorization": f"Bearer {HALL_TOKEN}"}), 404)["id"] == 987654321
+
+    # Every blueprint, including any added later, answers an ApiError in the one shape.
+    served = blueprints(live_app.services)
+    assert {bp.name for bp in served} == {*ERRORS_BY_BLUEPRINT, "citybrain_health"}
+    assert {bp.name for bp in served} <= set(live_app.server.blueprints)
+    for blueprint in served:
+        def fail() -> None:
+            raise ApiError(418, "a teapot", kind="test")
+
+        blueprint.add_url_rule("/__test_error", f"fail_{blueprint.name}", fail)
+        bare = Flask(__name__)
+        bare.register_blueprint(blueprint)
+        body = _one_shape(bare.test_client().get(f"{blueprint.url_prefix}/__test_error"), 418)
+        assert body == {"error": "a teapot", "status": 418, "kind": "test"}, blueprint.name
+
+
+def test_create_app_exposes_one_services_object(live_app, live_config) -> None:
+    from ops.events.pipeline import EventPipeline
+    from ops.signs.service import VitalSigns
+    from services import CallbackErrors, Services
+    from store.city import CityData
+    from store.ingest import IngestEngine
+
+    services = live_app.services
+    assert isinstance(services, Services)
+    assert services.config is live_config
+    assert isinstance(services.store, CityData) and services.store.config is live_config
+    assert isinstance(services.ingest, IngestEngine)
+    assert isinstance(services.events, EventPipeline)
+    assert isinstance(services.signs, VitalSigns)
+    assert services.auth is services.events.auth
+    assert set(services.auth.users) == {"duty-officer", "analyst", "hall-wall"}
+    assert services.replication is None  # one process, no shared live state
+    assert isinstance(services.lineage, str) and services.lineage
+    assert isinstance(services.callback_errors, CallbackErrors)
+    assert live_app.server.secret_key == services.secret_key and services.secret_key
+    assert not services.ingest.running  # start_ingest=False
+
+
+@pytest.fixture(scope="module")
+def plain_app(demo_config):
+    """The demo city without its event pipeline, users and vital signs, not ingesting."""
+    import dataclasses
+
+    from app import create_app
+
+    return create_app(dataclasses.replace(demo_config, events=None, users=(), ops=None),
+                      start_ingest=False)
+
+
+def test_a_city_without_events_or_signs_has_none(plain_app, live_app) -> None:
+    services = plain_app.services
+    assert services.events is None and services.signs is None and services.auth is None
+    assert services.secret_key is None and not plain_app.server.secret_key
+    assert {"citybrain_events", "citybrain_signs"}.isdisjoint(plain_app.server.blueprints)
+    assert services.lineage and services.lineage != live_app.services.lineage
+    _one_shape(plain_app.server.test_client().get("/api/events"), 404)  # the /api catch-all
+
+
+def test_a_failed_callback_is_counted_in_health(plain_app) -> None:
+    from app import on_callback_error
+
+    client = plain_app.server.test_client()
+    assert client.get("/api/health").get_json()["callback_errors"] == {"count": 0}
+    plain_app._on_error(ValueError("boom"))  # what Dash calls when a callback raises
+    assert plain_app.services.callback_errors.as_dict() == {"count": 1, "last": "ValueError: boom"}
+    assert client.get("/api/health").get_json()["callback_errors"] == {
+        "count": 1, "last": "ValueError: boom"}
+    on_callback_error(ValueError("elsewhere"))  # without an app's counter: only logged
