@@ -255,13 +255,14 @@ def grown_bbox(data: Any, layer: str, zoom: float, target: int) -> tuple[float, 
 def callback_cases(data: Any, lifted: Any) -> list[Case]:
     """The cases of part 2; ``lifted`` is the data whose ``max_hexes`` does not cap."""
     from callbacks.map import snap_bbox
+    from render.zoom import zoom_scale
 
     steps = data.config.map.res_by_zoom
     cases = []
     for layer in ("people", "government"):
         for res in (7, 8, 9, 10):
             zoom = zoom_for_res(res, steps)
-            whole_city = res <= steps[min(1, len(steps) - 1)][1]
+            whole_city = zoom_scale(zoom, data.config.map).whole_city
             bbox = None if whole_city else tuple(snap_bbox(list(viewport_bbox(MIDTOWN, zoom))))
             where = "city" if whole_city else "Midtown view"
             cases.append(Case(f"{layer} res {res} ({where})", layer, zoom, bbox))  # type: ignore[arg-type]

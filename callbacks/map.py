@@ -15,8 +15,9 @@ from callbacks import ids
 from callbacks.ops_panel import OPS_OVERLAYS, overlay_traces
 from callbacks.tour import caption_component
 from config.i18n import t
-from geo.hexes import from_hex, resolution_for_zoom
+from geo.hexes import from_hex
 from render.figures import HexPlan, MapView, map_figure, plan_hexes, value_patch, z_values
+from render.zoom import zoom_scale
 from store.cache import drawn_values, remember_drawn
 
 if TYPE_CHECKING:
@@ -86,7 +87,6 @@ def map_section() -> html.Section:
 def register(app: Dash, services: Services) -> None:
     data = services.store
     settings = services.config.map
-    whole_city_res = settings.res_by_zoom[min(1, len(settings.res_by_zoom) - 1)][1]
 
     @app.callback(
         Output(ids.VIEW, "data"),
@@ -103,13 +103,10 @@ def register(app: Dash, services: Services) -> None:
             return no_update, no_update
         zoom, center, bbox = seen
         camera = {"zoom": zoom, "center": center}
-        res = resolution_for_zoom(zoom, settings.res_by_zoom)
-        needs_viewport = res > whole_city_res or zoom >= settings.points_zoom
-        new_bbox = snap_bbox(bbox) if (needs_viewport and bbox) else None
-        old_res = resolution_for_zoom(float(current.get("zoom", zoom)), settings.res_by_zoom)
-        old_points = float(current.get("zoom", zoom)) >= settings.points_zoom
-        if (res == old_res and new_bbox == current.get("bbox")
-                and old_points == (zoom >= settings.points_zoom)):
+        scale = zoom_scale(zoom, settings)
+        new_bbox = snap_bbox(bbox) if (scale.needs_viewport and bbox) else None
+        if scale == zoom_scale(float(current.get("zoom", zoom)), settings) \
+                and new_bbox == current.get("bbox"):
             return no_update, camera
         return {"zoom": zoom, "center": center, "bbox": new_bbox}, camera
 
@@ -299,7 +296,7 @@ def register(app: Dash, services: Services) -> None:
             return location
         if "lat" in point and "lon" in point:
             # The cell the point is counted in: its base cell's parent (see aggregate()).
-            res = resolution_for_zoom(float(view.get("zoom", 10)), settings.res_by_zoom)
+            res = zoom_scale(float(view.get("zoom", 10)), settings).res
             base = h3i.latlng_to_cell(point["lat"], point["lon"], settings.base_res)
             return format(h3i.cell_to_parent(base, min(res, settings.base_res)), "x")
         return no_update

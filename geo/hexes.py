@@ -154,15 +154,6 @@ def cells_geojson(cells: Sequence[int] | NDArray[np.int64]) -> dict[str, object]
     return {"type": "FeatureCollection", "features": features}
 
 
-def resolution_for_zoom(zoom: float, steps: Sequence[tuple[float, int]]) -> int:
-    """The H3 resolution for a map zoom: the last step whose zoom is reached."""
-    res = steps[0][1]
-    for min_zoom, step_res in steps:
-        if zoom >= min_zoom:
-            res = step_res
-    return res
-
-
 def in_bbox(lat: NDArray[np.float64], lon: NDArray[np.float64],
             bbox: tuple[float, float, float, float] | None) -> NDArray[np.bool_]:
     """Mask of points inside (west, south, east, north); everything when bbox is None."""

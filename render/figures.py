@@ -20,9 +20,10 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from config.i18n import pick, t
-from geo.hexes import cell_ring, cells_geojson, resolution_for_zoom, to_hex
+from geo.hexes import cell_ring, cells_geojson, to_hex
 from layers import DEFAULT_LAYER, LAYERS
 from layers.base import Metric
+from render.zoom import zoom_scale
 from store.city import CityData, cells_in_view
 
 BBox = tuple[float, float, float, float]
@@ -95,26 +96,26 @@ def plan_hexes(data: CityData, view: MapView) -> HexPlan:
     settings = data.config.map
     layer = LAYERS[view.hex_layer]
     metric = data.metric(view.hex_layer, view.metric)
-    res = resolution_for_zoom(view.zoom, settings.res_by_zoom)
-    if view.zoom >= settings.points_zoom and metric.role in layer.point_roles:
+    scale = zoom_scale(view.zoom, settings)
+    if scale.points and metric.role in layer.point_roles:
         rows = _rows_in_view(data, view.hex_layer, metric, view.bbox)
         sampled = len(rows) > settings.max_points
         if sampled:
             rows = rows.iloc[:: int(np.ceil(len(rows) / settings.max_points))]
         return HexPlan(mode="points", res=settings.base_res, points=rows, sampled=sampled)
-    whole_city_res = settings.res_by_zoom[min(1, len(settings.res_by_zoom) - 1)][1]
     capped = False
     while True:
+        res = scale.res
         values = (data.cells(view.hex_layer, metric, res) if view.moment is None
                   else data.cells_at(view.hex_layer, metric, res, view.moment))
         grid = pd.Index(data.footprint(res)).union(values.index)
-        if res > whole_city_res:
+        if not scale.whole_city:
             in_view = cells_in_view(pd.Series(0.0, index=grid), view.bbox)
             grid = in_view.index
             values = values.loc[values.index.isin(grid)]
         if len(grid) <= settings.max_hexes or res == 0:
             break
-        res -= 1
+        scale = scale.coarser()
         capped = True
     # A drawn cell without a value shows the aggregation's empty value (0 or none).
     z = values.reindex(grid, fill_value=metric.aggregation.empty).to_numpy(dtype=float)

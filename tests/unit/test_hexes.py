@@ -10,7 +10,6 @@ from geo.hexes import (
     from_hex,
     index_points,
     parents,
-    resolution_for_zoom,
     resolution_of,
     to_hex,
 )
@@ -110,10 +109,3 @@ def test_from_hex_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         from_hex("ffffffffffffffff")
     assert from_hex("882a100001fffff") == int("882a100001fffff", 16)
-
-
-@pytest.mark.parametrize(("zoom", "res"), [(5, 7), (9.0, 8), (11.4, 8), (11.5, 9), (13, 10),
-                                            (18, 10)])
-def test_resolution_follows_zoom(zoom: float, res: int) -> None:
-    steps = ((0.0, 7), (9.0, 8), (11.5, 9), (12.75, 10))
-    assert resolution_for_zoom(zoom, steps) == res
