@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from config.city import ConfigError
 from data.base import AdapterBase, AdapterContext, Batch, SourceError, normalise
@@ -77,3 +78,7 @@ __all__ = [
     "ENTRY_POINT_GROUP", "HOOKS", "adapter_names", "get_adapter_class", "missing_hooks",
     "normalise",
 ]
+
+if TYPE_CHECKING:
+    # mypy proves here that the base (so every adapter deriving from it) is an Adapter.
+    _BASE_CONFORMS: type[Adapter] = AdapterBase

@@ -45,7 +45,7 @@ class ReplayAdapter(AdapterBase):
 
     def _load(self) -> None:
         """Read and normalise the file once; compute each row's offset on the clock."""
-        reader = AnyFileAdapter(replace(self.source, adapter="file"), self.context)
+        reader = AnyFileAdapter(replace(self.source, adapter=AnyFileAdapter.name), self.context)
         batch = reader.snapshot()
         rows = batch.frame.dropna(subset=["time"]).sort_values("time", kind="stable")
         gaps = rows["time"].diff().dt.total_seconds().fillna(0.0).to_numpy()

@@ -49,7 +49,8 @@ class SensorSimulator(AdapterBase):
         self._period_done = -1
 
     def _load(self) -> Batch:
-        reader = AnyFileAdapter(replace(self.source, adapter="file", simulated=False), self.context)
+        reader = AnyFileAdapter(replace(self.source, adapter=AnyFileAdapter.name, simulated=False),
+                                self.context)
         batch = reader.snapshot()
         self._devices = batch.frame.reset_index(drop=True)
         rng = np.random.default_rng(self.seed)
