@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from config.kit import ConfigError
-from config.kit import check_keys as _check_keys
-from config.kit import choice as _choice
-from config.kit import number as _number
 from ops.signs import kit
 from ops.signs.kit import Direction
 
@@ -147,8 +144,8 @@ class Indicator:
 def _thresholds(where: str, value: Any) -> Thresholds:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: expected {{ warn = …, alarm = …, direction = … }}")
-    _check_keys(where, value, _THRESHOLD_KEYS)
-    direction = _choice(f"{where}.direction", value.get("direction", "above"), kit.DIRECTIONS,
+    kit.check_keys(where, value, _THRESHOLD_KEYS)
+    direction = kit.choice(f"{where}.direction", value.get("direction", "above"), kit.DIRECTIONS,
                         "direction")
     warn = kit.optional_number(where, value, "warn")
     alarm = kit.optional_number(where, value, "alarm")
@@ -168,7 +165,7 @@ def _forecast_spec(where: str, value: Any) -> ForecastSpec | None:
         return ForecastSpec()
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: expected false or {{ horizon = …, history = …, season = … }}")
-    _check_keys(where, value, _FORECAST_KEYS)
+    kit.check_keys(where, value, _FORECAST_KEYS)
     return ForecastSpec(
         horizon=kit.positive_duration(f"{where}.horizon", value.get("horizon", "3h")),
         history=None if "history" not in value
@@ -184,10 +181,10 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
     from layers import LAYERS
     from layers.aggregations import AGGREGATIONS
 
-    _check_keys(where, table, _INDICATOR_KEYS)
+    kit.check_keys(where, table, _INDICATOR_KEYS)
     name = kit.entry_name(f"{where}.name", table.get("name"))
     where = f"[[indicators]] {name!r}"
-    kind = _choice(f"{where}.kind", table.get("kind"), INDICATOR_KINDS, "kind")
+    kind = kit.choice(f"{where}.kind", table.get("kind"), INDICATOR_KINDS, "kind")
     metric_name: str | None = None
     if kind == "metric":
         for key in ("column", "where", "over", "time_column", "role"):
@@ -195,7 +192,7 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
                 raise ConfigError(f"{where}: {key!r} does not apply to kind 'metric' (the "
                                   "metric's own role and filters apply)")
         layer, _ = kit.layer_role(where, table)
-        metric_name = kit.nonempty_text(f"{where}.metric", table.get("metric"))
+        metric_name = kit.text(f"{where}.metric", table.get("metric"))
         try:
             metric = LAYERS[layer].metric(metric_name, sources)
         except KeyError as exc:
@@ -220,7 +217,7 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
                               "(rate sums it per bucket)")
         column = kit.role_column(f"{where}.column", table["column"], columns)
     default_over = "buckets" if kind == "rate" else "state"
-    over = _choice(f"{where}.over", table.get("over", default_over), OVERS, "over")
+    over = kit.choice(f"{where}.over", table.get("over", default_over), OVERS, "over")
     if kind == "rate" and over != "buckets":
         raise ConfigError(f"{where}.over: a rate is always taken over buckets")
     if kind in ("count", "share", "metric") and over != "state":
@@ -244,7 +241,7 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
     thresholds = None if "thresholds" not in table else _thresholds(
         f"{where}.thresholds", table["thresholds"])
     forecast = _forecast_spec(f"{where}.forecast", table.get("forecast", True))
-    decimals = int(_number(f"{where}.decimals", table.get("decimals", 0), 0, 6))
+    decimals = int(kit.number(f"{where}.decimals", table.get("decimals", 0), 0, 6))
     return Indicator(
         name=name,
         title_zh=str(table.get("title_zh", table.get("title_en", name))),
@@ -260,7 +257,7 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
         time_column=time_column,
         bucket=bucket,
         window=window,
-        baseline=_choice(f"{where}.baseline", table.get("baseline", "rolling_mean"), BASELINES,
+        baseline=kit.choice(f"{where}.baseline", table.get("baseline", "rolling_mean"), BASELINES,
                          "baseline"),  # type: ignore[arg-type]
         unit_zh=str(table.get("unit_zh", table.get("unit_en", ""))),
         unit_en=str(table.get("unit_en", "")),
@@ -280,7 +277,7 @@ def parse_indicators(entries: Sequence[Mapping[str, Any]], where: str = "[[indic
     indicators = tuple(parse_indicator(entry, f"{where} #{i + 1}", sources)
                        for i, entry in enumerate(kit.table_entries(where, entries)))
     names = [i.name for i in indicators]
-    kit.refuse_duplicates(where, names, "indicator")
+    kit.unique_names(where, names, "indicator")
     return indicators
 
 

@@ -11,11 +11,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from config.kit import ConfigError, positive_duration
-from config.kit import choice as _choice
-from config.kit import number as _number
-from config.kit import text as nonempty_text
-from config.kit import unique_names as refuse_duplicates
+# The config's own vocabulary, re-exported so that a signs parser needs one ``kit``.
+from config.kit import (
+    ConfigError,
+    check_keys,
+    choice,
+    number,
+    positive_duration,
+    text,
+    unique_names,
+)
 
 Direction = Literal["above", "below"]
 Severity = Literal["info", "warn", "alarm"]
@@ -30,11 +35,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 def entry_name(where: str, value: Any) -> str:
     """A name that can appear in ids and URLs (letters, digits, ``_-.:``, at most 64)."""
-    text = nonempty_text(where, value)
-    if not _NAME.match(text):
-        raise ConfigError(f"{where}: {text!r} must be letters, digits, '_', '-', '.' or ':' "
+    name = text(where, value)
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}: {name!r} must be letters, digits, '_', '-', '.' or ':' "
                           "(at most 64, starting with a letter or digit)")
-    return text
+    return name
 
 
 def table_entries(where: str, entries: Any) -> Sequence[Mapping[str, Any]]:
@@ -49,7 +54,7 @@ def table_entries(where: str, entries: Any) -> Sequence[Mapping[str, Any]]:
 
 def optional_number(where: str, table: Mapping[str, Any], key: str) -> float | None:
     """``table[key]`` as a number, or None when the key is absent."""
-    return None if key not in table else _number(f"{where}.{key}", table[key])
+    return None if key not in table else number(f"{where}.{key}", table[key])
 
 
 def where_filter(where: str, value: Any, columns: Sequence[str],
@@ -59,7 +64,7 @@ def where_filter(where: str, value: Any, columns: Sequence[str],
         raise ConfigError(f"{where}: expected a table of column = [values]")
     out = []
     for column, values in value.items():
-        _choice(f"{where}", column, list(columns), "column")
+        choice(f"{where}", column, list(columns), "column")
         out.append((str(column), tuple(values if isinstance(values, list) else [values])))
     return tuple(out)
 
@@ -82,7 +87,7 @@ def layer_role(where: str, table: Mapping[str, Any], default_role: str | None = 
 
     if "layer" not in table:
         raise ConfigError(f"{where}: missing required key 'layer'")
-    layer = _choice(f"{where}.layer", table["layer"], list(LAYERS), "layer")
+    layer = choice(f"{where}.layer", table["layer"], list(LAYERS), "layer")
     roles = LAYERS[layer].roles
     role = str(table.get("role", default_role or LAYERS[layer].default_role))
     if role not in roles:
@@ -96,16 +101,16 @@ def source_name(where: str, table: Mapping[str, Any], layer: str, role: str,
     """The table's ``source``, checked against the layer role's sources when they are known."""
     if "source" not in table:
         return None
-    name = nonempty_text(f"{where}.source", table["source"])
+    name = text(f"{where}.source", table["source"])
     if sources:
         valid = [s.name for s in sources if s.layer == layer and s.role == role]
-        _choice(f"{where}.source", name, valid, f"{layer}/{role} source")
+        choice(f"{where}.source", name, valid, f"{layer}/{role} source")
     return name
 
 
 def role_column(where: str, value: Any, columns: Sequence[str]) -> str:
     """``value`` as one of a role's ``columns``."""
-    return _choice(where, nonempty_text(where, value), list(columns), "column")
+    return choice(where, text(where, value), list(columns), "column")
 
 
 def is_time_column(layer: str, role: str, column: str) -> bool:
@@ -119,8 +124,8 @@ def is_time_column(layer: str, role: str, column: str) -> bool:
 
 
 __all__ = [
-    "BANDS", "DIRECTIONS", "SEVERITIES", "Band", "Direction", "Severity", "entry_name",
-    "is_time_column", "layer_role", "nonempty_text", "optional_number", "positive_duration",
-    "refuse_duplicates", "role_column", "role_columns", "source_name", "table_entries",
-    "where_filter",
+    "BANDS", "DIRECTIONS", "SEVERITIES", "Band", "ConfigError", "Direction", "Severity",
+    "check_keys", "choice", "entry_name", "is_time_column", "layer_role", "number",
+    "optional_number", "positive_duration", "role_column", "role_columns", "source_name",
+    "table_entries", "text", "unique_names", "where_filter",
 ]

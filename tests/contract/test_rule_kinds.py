@@ -275,7 +275,7 @@ class StatusRule(RowsRule):
         statuses = table.get("statuses")
         if not isinstance(statuses, list) or not statuses:
             raise ConfigError(f"{ctx.where}.statuses: expected a list of statuses")
-        fields["statuses"] = tuple(kit.nonempty_text(f"{ctx.where}.statuses", s) for s in statuses)
+        fields["statuses"] = tuple(kit.text(f"{ctx.where}.statuses", s) for s in statuses)
         return fields | cls.parse_max_alerts(table, ctx)
 
     def check(self, ctx: CheckContext) -> list[Finding]:

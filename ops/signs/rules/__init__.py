@@ -24,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from config.kit import ConfigError
-from config.kit import check_keys as _check_keys
-from config.kit import choice as _choice
 from ops.signs import kit
 from ops.signs.indicator_spec import Indicator
 from ops.signs.kit import Severity
@@ -67,7 +65,7 @@ for _kind in BUILTIN_RULE_KINDS:
 def _message(where: str, placeholders: frozenset[str], value: Any) -> str | None:
     if value is None:
         return None
-    text = kit.nonempty_text(where, value)
+    text = kit.text(where, value)
     try:
         parts = [(f, spec, conversion) for _, f, spec, conversion in string.Formatter().parse(text)
                  if f is not None]
@@ -90,10 +88,10 @@ def parse_rule(table: Mapping[str, Any], indicators: Sequence[Indicator] | Mappi
     by_name = indicators if isinstance(indicators, Mapping) else {i.name: i for i in indicators}
     name = kit.entry_name(f"{where}.name", table.get("name"))
     where = f"[[rules]] {name!r}"
-    kind = _choice(f"{where}.kind", table.get("kind"), list(RULE_KINDS), "kind")
+    kind = kit.choice(f"{where}.kind", table.get("kind"), list(RULE_KINDS), "kind")
     cls = RULE_KINDS[kind]
-    _check_keys(f"{where} (kind {kind!r})", table, cls.valid_keys())
-    severity: Severity | None = _choice(  # type: ignore[assignment]
+    kit.check_keys(f"{where} (kind {kind!r})", table, cls.valid_keys())
+    severity: Severity | None = kit.choice(  # type: ignore[assignment]
         f"{where}.severity", table.get("severity", "warn"), kit.SEVERITIES, "severity")
     fields = cls.parse_fields(table, ParseContext(where, by_name, sources))
     severity = fields.pop("severity", severity)
@@ -121,7 +119,7 @@ def parse_rules(entries: Sequence[Mapping[str, Any]],
     """Validate ``[[rules]]``; names must be unique, indicators must be declared."""
     rules = tuple(parse_rule(entry, indicators, f"{where} #{i + 1}", sources)
                   for i, entry in enumerate(kit.table_entries(where, entries)))
-    kit.refuse_duplicates(where, [r.name for r in rules], "rule")
+    kit.unique_names(where, [r.name for r in rules], "rule")
     return rules
 
 

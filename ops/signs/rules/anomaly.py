@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from config.kit import ConfigError
-from config.kit import number as _number
 from geo.hexes import parents, to_hex
 from ops.signs import kit
 from ops.signs.rows import event_rows, time_ns
@@ -104,15 +103,15 @@ class AnomalyRule(RowsRule):
             fields, columns = cls.parse_rows(table, ctx)
             fields["time_column"] = cls.parse_time_column(table, ctx, fields["layer"],
                                                           fields["role"], columns)
-            fields["res"] = int(_number(f"{where}.res", table.get("res", 8), 0, 15))
+            fields["res"] = int(kit.number(f"{where}.res", table.get("res", 8), 0, 15))
             fields |= cls.parse_max_alerts(table, ctx)
             fields["bucket"] = kit.positive_duration(f"{where}.bucket", table.get("bucket", "1h"))
         return fields | {
-            "baseline_buckets": int(_number(f"{where}.baseline_buckets",
+            "baseline_buckets": int(kit.number(f"{where}.baseline_buckets",
                                             table.get("baseline_buckets", 24), 2, 10_000)),
-            "z": _number(f"{where}.z", table.get("z", 3.0), 0),
-            "min_count": _number(f"{where}.min_count", table.get("min_count", 5), 0),
-            "min_std": _number(f"{where}.min_std", table.get("min_std", 1.0), 1e-9),
+            "z": kit.number(f"{where}.z", table.get("z", 3.0), 0),
+            "min_count": kit.number(f"{where}.min_count", table.get("min_count", 5), 0),
+            "min_std": kit.number(f"{where}.min_std", table.get("min_std", 1.0), 1e-9),
         }
 
     def check(self, ctx: CheckContext) -> list[Finding]:

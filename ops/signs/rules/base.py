@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from config.kit import ConfigError
-from config.kit import number as _number
 from geo.hexes import to_hex
 from ops.signs import kit
 from ops.signs.indicator_spec import Indicator
@@ -245,7 +244,7 @@ def parse_limit(where: str, table: Mapping[str, Any], allowed: tuple[str, ...] =
         if required:
             raise ConfigError(f"{where}: needs {' or '.join(allowed)} = <limit>")
         return None, None
-    value = _number(f"{where}.{given[0]}", table[given[0]])
+    value = kit.number(f"{where}.{given[0]}", table[given[0]])
     return (value, None) if given[0] == "above" else (None, value)
 
 
@@ -307,7 +306,7 @@ class RowsRule(Rule):
     def parse_max_alerts(cls, table: Mapping[str, Any], ctx: ParseContext) -> dict[str, Any]:
         if "max_alerts" not in table:
             return {}
-        return {"max_alerts": int(_number(f"{ctx.where}.max_alerts", table["max_alerts"], 1))}
+        return {"max_alerts": int(kit.number(f"{ctx.where}.max_alerts", table["max_alerts"], 1))}
 
     def select(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The rows of its source that pass its ``where``."""

@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from config.kit import number as _number
 from geo.hexes import parents, to_hex
 from ops.signs import kit
 from ops.signs.rows import event_rows, time_ns
@@ -57,7 +56,7 @@ class CellCountRule(RowsRule, LimitRule):
         fields, columns = cls.parse_rows(table, ctx)
         fields["time_column"] = cls.parse_time_column(table, ctx, fields["layer"], fields["role"],
                                                       columns)
-        fields["res"] = int(_number(f"{ctx.where}.res", table.get("res", 8), 0, 15))
+        fields["res"] = int(kit.number(f"{ctx.where}.res", table.get("res", 8), 0, 15))
         fields["window"] = kit.positive_duration(f"{ctx.where}.window", table.get("window", "1h"))
         fields["above"] = parse_limit(ctx.where, table, ("above",))[0]
         return fields | cls.parse_max_alerts(table, ctx)

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from config.kit import ConfigError
-from config.kit import choice as _choice
 from ops.signs import kit
 from ops.signs.kit import Band, Severity
 from ops.signs.rules.base import CheckContext, Finding, ParseContext, RuleUnavailable, durations, fmt
@@ -60,7 +59,7 @@ class ForecastRule(ThresholdRule):
         above, below = fields["above"], fields["below"]
         falling = below is not None or (above is None and indicator.thresholds is not None
                                         and indicator.thresholds.direction == "below")
-        fields.update(within=within, band=_choice(
+        fields.update(within=within, band=kit.choice(
             f"{ctx.where}.band", table.get("band", "lower" if falling else "upper"), kit.BANDS,
             "band"))
         return fields
