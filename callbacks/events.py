@@ -44,8 +44,8 @@ from ops.events.model import (
     EventNotFound,
     PermissionDenied,
     TransitionError,
-    summary,
 )
+from ops.events.stats import summary
 
 if TYPE_CHECKING:
     from config.city import CityConfig

@@ -2,9 +2,10 @@
 
 统一接报、统一分拨、统一督办. Requests from the public (every government-layer
 ``requests`` source) become events in one queue with one schema
-(:mod:`ops.events.model`), persisted in SQLite or PostgreSQL (:mod:`ops.events.store`),
-driven by :class:`~ops.events.pipeline.EventPipeline`, served under ``/api/events``
-(:mod:`api.events`) to users with roles (:mod:`ops.auth`), configured by the
+(:mod:`ops.events.model`; merged at intake by :mod:`ops.events.intake`, routed by
+:mod:`ops.events.policy`, counted by :mod:`ops.events.stats`), persisted in SQLite or
+PostgreSQL (:mod:`ops.events.store`), driven by :class:`~ops.events.pipeline.EventPipeline`,
+served under ``/api/events`` (:mod:`api.events`) to users with roles (:mod:`ops.auth`), configured by the
 ``[events]`` and ``[[users]]`` tables (:mod:`ops.events.settings`).
 
 Nothing here is imported by the map; Flask is imported by the API and auth

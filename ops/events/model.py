@@ -2,26 +2,29 @@
 
 统一接报、统一分拨、统一督办 — unified intake, dispatch and supervision. Each report
 (a row of any government-layer ``requests`` source: a 311/12345 hotline, an app, a
-web form) becomes part of exactly one :class:`Event`:
+web form) becomes part of exactly one :class:`Event`. This module holds the records,
+the errors and the lifecycle; around it:
 
 intake
-    :func:`reports_from_frame` turns normalised request rows into
-    :class:`IncomingReport` records; :func:`plan_ingest` merges reports of the same
-    category in the same or a neighbouring H3 cell (at ``merge_res``) within
-    ``merge_window`` of an open event's first report, and opens a new event for
-    the rest. A source row is keyed on (source name, source row id), so reading the
-    same rows twice changes nothing.
+    :mod:`ops.events.intake`: :func:`~ops.events.intake.reports_from_frame` turns
+    normalised request rows into :class:`IncomingReport` records;
+    :func:`~ops.events.intake.plan_ingest` merges reports of the same category in the
+    same or a neighbouring H3 cell (at ``merge_res``) within ``merge_window`` of an open
+    event's first report, and opens a new event for the rest. A source row is keyed on
+    (source name, source row id), so reading the same rows twice changes nothing.
 dispatch
-    :class:`Policy` routes a category to a department (exact category, then
-    case-insensitive glob patterns in config order, then the default department);
-    a report whose source already names an agency keeps that agency.
+    :mod:`ops.events.policy`: :class:`~ops.events.policy.Policy` routes a category to a
+    department (exact category, then case-insensitive glob patterns in config order,
+    then the default department); a report whose source already names an agency keeps
+    that agency.
 supervision
     every event has a ``due_at`` from its category's SLA; :func:`escalate` raises
     the escalation level of an open event past its due time, one level per further
     SLA period, and :func:`apply_transition` moves an event through
     ``received → dispatched → in_progress → resolved → closed``.
 statistics
-    :func:`summary` and the functions it calls are pure functions over events.
+    :mod:`ops.events.stats`: :func:`~ops.events.stats.summary` and the functions it
+    calls are pure functions over events.
 
 Every change bumps an event's ``version`` by one and appends one
 :class:`AuditEntry` whose ``seq`` is that new version, so the store can refuse a
@@ -30,23 +33,13 @@ stale write (``version`` compare-and-set) and the audit trail has no gaps.
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
-
-import h3.api.basic_int as h3i
-import numpy as np
-import pandas as pd
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
 
 from config.clock import iso
-from geo.hexes import parents, resolution_of, to_hex
-
-if TYPE_CHECKING:
-    from ops.events.settings import EventsSettings
+from geo.hexes import to_hex
 
 Status = Literal["received", "dispatched", "in_progress", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("received", "dispatched", "in_progress", "resolved", "closed")
@@ -248,286 +241,6 @@ class AuditEntry:
                 "actor": self.actor, "role": self.role, "at": iso(self.at), "note": self.note}
 
 
-# ---------------------------------------------------------------- rules & policy
-T = TypeVar("T")
-_GLOB = re.compile(r"[*?\[]")
-
-
-@dataclass(frozen=True)
-class CategoryRules(Generic[T]):
-    """Category → value: exact categories first, then glob patterns in order, then default.
-
-    >>> rules = CategoryRules.build({"Noise*": "NYPD", "Rodent": "DOHMH"}, "311")
-    >>> rules.match("noise - vehicle"), rules.match("Rodent"), rules.match("Other")
-    (('NYPD', 'Noise*'), ('DOHMH', 'Rodent'), ('311', 'default'))
-    """
-
-    exact: Mapping[str, T]
-    patterns: tuple[tuple[str, re.Pattern[str], T], ...]
-    default: T
-
-    @classmethod
-    def build(cls, table: Mapping[str, T], default: T) -> CategoryRules[T]:
-        exact = {k: v for k, v in table.items() if not _GLOB.search(k)}
-        patterns = tuple((k, re.compile(fnmatch.translate(k), re.IGNORECASE), v)
-                         for k, v in table.items() if _GLOB.search(k))
-        return cls(exact=exact, patterns=patterns, default=default)
-
-    def match(self, category: str) -> tuple[T, str]:
-        """The value for ``category`` and the rule that gave it (``"default"`` if none)."""
-        if category in self.exact:
-            return self.exact[category], category
-        for key, pattern, value in self.patterns:
-            if pattern.match(category):
-                return value, key
-        return self.default, "default"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Merging, routing and SLA rules, built once from :class:`EventsSettings`."""
-
-    departments: CategoryRules[str]
-    sla: CategoryRules[float]
-    agencies: Mapping[str, str] = field(default_factory=dict)
-    use_source_agency: bool = True
-    merge_window: float = 7200.0
-    merge_res: int = 9
-    max_escalation: int = 3
-
-    @classmethod
-    def from_settings(cls, settings: EventsSettings) -> Policy:
-        return cls(
-            departments=CategoryRules.build(settings.departments, settings.default_department),
-            sla=CategoryRules.build(settings.sla, settings.default_sla),
-            agencies=settings.agencies,
-            use_source_agency=settings.use_source_agency,
-            merge_window=settings.merge_window,
-            merge_res=settings.merge_res,
-            max_escalation=settings.max_escalation,
-        )
-
-    def route(self, category: str) -> tuple[str, str]:
-        """(department, why) by the category rules."""
-        department, rule = self.departments.match(category)
-        why = "default department" if rule == "default" else f"rule {rule!r}"
-        return department, why
-
-    def department_for(self, report: IncomingReport) -> tuple[str, str]:
-        """(department, why) for a new event: the source's agency if it names one, else rules."""
-        if self.use_source_agency and report.agency:
-            return self.agencies.get(report.agency, report.agency), \
-                f"source agency {report.agency!r}"
-        return self.route(report.category)
-
-    def sla_seconds(self, category: str) -> float:
-        return self.sla.match(category)[0]
-
-
-# ------------------------------------------------------------------------ intake
-def _text_column(frame: pd.DataFrame, column: str) -> list[str | None]:
-    if column not in frame:
-        return [None] * len(frame)
-    text = frame[column].astype("string").str.strip()
-    return [None if v is pd.NA or v == "" else str(v) for v in text.tolist()]
-
-
-def _times(series: pd.Series) -> list[datetime | None]:
-    series = pd.to_datetime(series, utc=True, errors="coerce").dt.floor("us")
-    return [None if pd.isna(t) else t.to_pydatetime() for t in series]
-
-
-def reports_from_frame(frame: pd.DataFrame, merge_res: int) -> tuple[list[IncomingReport],
-                                                                      Counter[str]]:
-    """Normalised ``requests`` rows → incoming reports, and the rows refused by reason.
-
-    The channel is the row's ``channel`` or, when the source has none, its source
-    name; the description is the ``descriptor`` (else the row's ``name``). A row is
-    closed when its ``closed_time`` is set or its ``is_open`` is false.
-    """
-    rejected: Counter[str] = Counter()
-    if frame.empty:
-        return [], rejected
-    frame = frame.reset_index(drop=True)
-    ids = _text_column(frame, "id")
-    sources = _text_column(frame, "source")
-    times = _times(frame["time"])
-    lat = pd.to_numeric(frame["lat"], errors="coerce").to_numpy(dtype=float)
-    lon = pd.to_numeric(frame["lon"], errors="coerce").to_numpy(dtype=float)
-    placed = np.isfinite(lat) & np.isfinite(lon)
-    cells = frame["cell"].to_numpy(dtype=np.int64) if "cell" in frame else \
-        np.zeros(len(frame), dtype=np.int64)
-    merge_cells = np.zeros(len(frame), dtype=np.int64)
-    # Parents of the stored base cells, as the map aggregates; a row whose cell is
-    # coarser than merge_res (or absent) is indexed afresh from its coordinates.
-    usable = placed & (cells > 0)
-    usable[usable] &= resolution_of(cells[usable]) >= merge_res
-    merge_cells[usable] = parents(cells[usable], merge_res)
-    categories = _text_column(frame, "category")
-    channels = _text_column(frame, "channel")
-    descriptions = _text_column(frame, "descriptor")
-    names = _text_column(frame, "name")
-    agencies = _text_column(frame, "agency")
-    statuses = _text_column(frame, "status")
-    closed_times = _times(frame["closed_time"]) if "closed_time" in frame else [None] * len(frame)
-    is_open = frame["is_open"].to_numpy(dtype=bool) if "is_open" in frame else \
-        np.ones(len(frame), dtype=bool)
-    out: list[IncomingReport] = []
-    for i in range(len(frame)):
-        if ids[i] is None or sources[i] is None:
-            rejected["missing id"] += 1
-            continue
-        if times[i] is None:
-            rejected["missing time"] += 1
-            continue
-        if not placed[i]:
-            rejected["missing coordinates"] += 1
-            continue
-        cell = int(cells[i]) if cells[i] > 0 else h3i.latlng_to_cell(lat[i], lon[i], 10)
-        merge_cell = int(merge_cells[i]) if usable[i] else \
-            h3i.latlng_to_cell(lat[i], lon[i], merge_res)
-        out.append(IncomingReport(
-            source=str(sources[i]), source_id=str(ids[i]), reported_at=times[i],  # type: ignore[arg-type]
-            category=categories[i] or UNCATEGORISED, lat=float(lat[i]), lon=float(lon[i]),
-            cell=cell, merge_cell=merge_cell,
-            channel=channels[i] or str(sources[i]),
-            description=descriptions[i] or names[i] or "",
-            agency=agencies[i], closed=closed_times[i] is not None or not bool(is_open[i]),
-            closed_at=closed_times[i], source_status=statuses[i],
-        ))
-    return out, rejected
-
-
-@dataclass
-class IngestPlan:
-    """What one ingest writes: new events, merges into existing ones, reports, audit."""
-
-    new_events: list[Event] = field(default_factory=list)
-    #: Existing events that took merged reports: (as read, as to write).
-    changed: list[tuple[Event, Event]] = field(default_factory=list)
-    reports: list[Report] = field(default_factory=list)
-    audit: list[AuditEntry] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-    merged: int = 0
-
-    @property
-    def created(self) -> int:
-        return len(self.new_events)
-
-
-def _new_event(event_id: int, report: IncomingReport,
-               policy: Policy) -> tuple[Event, list[AuditEntry]]:
-    # Intake entries carry the report's own times, so an import keeps the real history.
-    department, why = policy.department_for(report)
-    due_at = report.reported_at + timedelta(seconds=policy.sla_seconds(report.category))
-    received = AuditEntry(event_id, 1, "receive", None, "received", "", "intake", SYSTEM,
-                          report.reported_at,
-                          f"reported via {report.channel} ({report.source}:{report.source_id})")
-    base = Event(
-        id=event_id, category=report.category, description=report.description,
-        channel=report.channel, lat=report.lat, lon=report.lon, cell=report.cell,
-        merge_cell=report.merge_cell, received_at=report.reported_at,
-        last_report_at=report.reported_at, report_count=1, status="received",
-        department=department, due_at=due_at, updated_at=report.reported_at, version=1,
-        source=report.source, source_id=report.source_id)
-    if report.closed:
-        closed_at = report.closed_at
-        note = f"closed in source {report.source!r} (status {report.source_status!r})"
-        if closed_at is not None and closed_at < report.reported_at:
-            # A closing time before the report is a source error: keep the event closed
-            # but leave its closing time unknown rather than invent a negative duration.
-            note += f"; its closing time {closed_at.isoformat()} precedes the report, dropped"
-            closed_at = None
-        elif closed_at is None:
-            note += "; no closing time in source"
-        at = closed_at or report.reported_at
-        closed = AuditEntry(event_id, 2, "import", "received", "closed", department, "import",
-                            SYSTEM, at, note)
-        return replace(base, status="closed", closed_at=closed_at, updated_at=at,
-                       version=2), [received, closed]
-    dispatched = AuditEntry(event_id, 2, "dispatch", "received", "dispatched", department,
-                            AUTO_DISPATCH, SYSTEM, report.reported_at, why)
-    return replace(base, status="dispatched", dispatched_at=report.reported_at,
-                   dispatched_by=AUTO_DISPATCH, version=2), [received, dispatched]
-
-
-def _merge(event: Event, report: IncomingReport) -> tuple[Event, AuditEntry]:
-    merged = replace(event, report_count=event.report_count + 1,
-                     last_report_at=max(event.last_report_at, report.reported_at),
-                     updated_at=max(event.updated_at, report.reported_at),
-                     version=event.version + 1)
-    entry = AuditEntry(event.id, merged.version, "merge", event.status, event.status,
-                       event.department, "intake", SYSTEM, report.reported_at,
-                       f"merged report {report.source}:{report.source_id} via "
-                       f"{report.channel} ({merged.report_count} reports)")
-    return merged, entry
-
-
-def plan_ingest(incoming: Iterable[IncomingReport], known_keys: set[tuple[str, str]],
-                open_events: Sequence[Event], next_id: int, policy: Policy) -> IngestPlan:
-    """Decide, for each report in reported-time order, whether it merges or opens an event.
-
-    A report merges into the open event of the same category whose merge cell is the
-    report's or a neighbour (H3 ``grid_disk`` k=1 at ``merge_res``) and whose first
-    report is within ``merge_window``; of several, the earliest (then lowest id)
-    wins. Reports already closed in their source never merge and are never merged
-    into: they were handled one by one, and their own closing times are the real
-    time-to-close record. Reports whose key is in ``known_keys`` (or repeated in the
-    batch) are skipped and counted. The result depends only on the inputs.
-    """
-    plan = IngestPlan()
-    window = timedelta(seconds=policy.merge_window)
-    by_place: dict[tuple[str, int], list[Event]] = {}
-    current: dict[int, Event] = {}
-    original: dict[int, Event] = {}
-    for event in open_events:
-        if event.is_open:
-            current[event.id] = original[event.id] = event
-            by_place.setdefault((event.category, event.merge_cell), []).append(event)
-    new_ids: list[int] = []
-    seen: set[tuple[str, str]] = set()
-    ordered = sorted(incoming, key=lambda r: (r.reported_at, r.source, r.source_id))
-    for report in ordered:
-        if report.key in known_keys:
-            plan.skipped["already ingested"] += 1
-            continue
-        if report.key in seen:
-            plan.skipped["duplicate id in batch"] += 1
-            continue
-        seen.add(report.key)
-        target = None if report.closed else _merge_target(report, by_place, current, window)
-        if target is not None:
-            merged, entry = _merge(current[target], report)
-            current[target] = merged
-            plan.reports.append(Report.of(target, report))
-            plan.audit.append(entry)
-            plan.merged += 1
-            continue
-        event, entries = _new_event(next_id, report, policy)
-        current[event.id] = event
-        new_ids.append(event.id)
-        if event.is_open:
-            by_place.setdefault((event.category, event.merge_cell), []).append(event)
-        plan.reports.append(Report.of(event.id, report))
-        plan.audit.extend(entries)
-        next_id += 1
-    plan.new_events = [current[i] for i in new_ids]
-    plan.changed = [(original[i], current[i]) for i in original if current[i] is not original[i]]
-    return plan
-
-
-def _merge_target(report: IncomingReport, by_place: Mapping[tuple[str, int], list[Event]],
-                  current: Mapping[int, Event], window: timedelta) -> int | None:
-    best: Event | None = None
-    for cell in h3i.grid_disk(report.merge_cell, 1):
-        for listed in by_place.get((report.category, cell), ()):
-            event = current[listed.id]
-            if not event.is_open or abs(report.reported_at - event.received_at) > window:
-                continue
-            if best is None or (event.received_at, event.id) < (best.received_at, best.id):
-                best = event
-    return None if best is None else best.id
-
 
 # --------------------------------------------------------------------- lifecycle
 def apply_transition(event: Event, to: str, *, actor: str, role: str, now: datetime,
@@ -603,7 +316,7 @@ def escalate(event: Event, now: datetime, max_level: int) -> tuple[Event, AuditE
     return updated, entry
 
 
-# -------------------------------------------------------------------- statistics
+# ---------------------------------------------------------------------- duration
 def hours_to_close(event: Event) -> float | None:
     """Hours from first report to closing; None while open or when unknown."""
     if event.closed_at is None:
@@ -612,82 +325,9 @@ def hours_to_close(event: Event) -> float | None:
     return hours if hours >= 0 else None
 
 
-def status_counts(events: Iterable[Event]) -> dict[str, int]:
-    counts = Counter(e.status for e in events)
-    return {status: counts.get(status, 0) for status in STATUSES}
-
-
-def overdue_events(events: Iterable[Event], now: datetime) -> list[Event]:
-    """Open events past their due time, most overdue first."""
-    return sorted((e for e in events if e.is_overdue(now)), key=lambda e: (e.due_at, e.id))
-
-
-def _quantiles(hours: Sequence[float]) -> dict[str, Any]:
-    if not hours:
-        return {"count": 0, "median_hours": None, "p90_hours": None}
-    values = np.asarray(hours, dtype=float)
-    # Linear interpolation between order statistics, as pandas' Series.quantile.
-    return {"count": len(values), "median_hours": float(np.quantile(values, 0.5)),
-            "p90_hours": float(np.quantile(values, 0.9))}
-
-
-def time_to_close(events: Iterable[Event]) -> dict[str, Any]:
-    """Count, median and 90th percentile of hours to close, over closed events."""
-    return _quantiles([h for e in events if (h := hours_to_close(e)) is not None])
-
-
-def time_to_close_by_category(events: Iterable[Event]) -> list[dict[str, Any]]:
-    by_category: dict[str, list[float]] = {}
-    for event in events:
-        hours = hours_to_close(event)
-        if hours is not None:
-            by_category.setdefault(event.category, []).append(hours)
-    rows = [{"category": c, **_quantiles(h)} for c, h in by_category.items()]
-    return sorted(rows, key=lambda r: (-r["count"], r["category"]))
-
-
-def department_queues(events: Iterable[Event], now: datetime) -> list[dict[str, Any]]:
-    """Per department: open and overdue counts and counts by status, busiest first."""
-    queues: dict[str, dict[str, Any]] = {}
-    for event in events:
-        queue = queues.setdefault(event.department, {
-            "department": event.department, "open": 0, "overdue": 0,
-            "by_status": dict.fromkeys(STATUSES, 0)})
-        queue["by_status"][event.status] += 1
-        queue["open"] += int(event.is_open)
-        queue["overdue"] += int(event.is_overdue(now))
-    return sorted(queues.values(), key=lambda q: (-q["open"], -q["overdue"], q["department"]))
-
-
-def summary(events: Sequence[Event], now: datetime, overdue_limit: int = 50) -> dict[str, Any]:
-    """Everything ``/api/events/stats`` reports, computed from the events alone."""
-    overdue = overdue_events(events, now)
-    reports = sum(e.report_count for e in events)
-    return {
-        "now": now.isoformat(),
-        "total": len(events),
-        "reports": reports,
-        "merged_reports": reports - len(events),
-        "by_status": status_counts(events),
-        "open": sum(1 for e in events if e.is_open),
-        "overdue": len(overdue),
-        "escalated": sum(1 for e in events if e.is_open and e.escalation > 0),
-        "departments": department_queues(events, now),
-        "overdue_events": [{
-            "id": e.id, "category": e.category, "department": e.department,
-            "status": e.status, "due_at": e.due_at.isoformat(), "escalation": e.escalation,
-            "hours_overdue": round((now - e.due_at).total_seconds() / 3600.0, 2),
-        } for e in overdue[:overdue_limit]],
-        "time_to_close": {**time_to_close(events),
-                          "by_category": time_to_close_by_category(events)},
-    }
-
 
 __all__ = [
-    "AuditEntry", "CategoryRules", "ConflictError", "Event", "EventError", "EventNotFound",
-    "IncomingReport", "IngestPlan", "OPEN_STATUSES", "PermissionDenied", "Policy", "Report",
-    "STATUSES", "Status", "TRANSITIONS", "TransitionError", "apply_transition",
-    "department_queues", "escalate", "escalation_level", "hours_to_close", "overdue_events",
-    "plan_ingest", "reports_from_frame", "status_counts", "summary", "time_to_close",
-    "time_to_close_by_category",
+    "AuditEntry", "ConflictError", "Event", "EventError", "EventNotFound", "IncomingReport",
+    "OPEN_STATUSES", "PermissionDenied", "Report", "STATUSES", "Status", "TRANSITIONS",
+    "TransitionError", "apply_transition", "escalate", "escalation_level", "hours_to_close",
 ]

@@ -1,6 +1,7 @@
 """The events pipeline: intake, dispatch and supervision over one store.
 
-:class:`EventPipeline` joins the pure rules of :mod:`ops.events.model` to a store from
+:class:`EventPipeline` joins the pure rules of :mod:`ops.events.model`, ``intake``, ``policy``
+and ``stats`` to a store from
 :mod:`ops.events.store` and the users of :mod:`ops.auth`. It holds no event state of its
 own, so any number of pipelines (one per gunicorn worker) can share one database.
 
@@ -27,19 +28,19 @@ import pandas as pd
 
 from layers import event_roles
 from ops import auth as _auth
+from ops.events.intake import reports_from_frame
 from ops.events.model import (
     CHANGE_ROLES,
     AuditEntry,
     Event,
     PermissionDenied,
-    Policy,
     Report,
     apply_transition,
     escalate,
-    reports_from_frame,
-    summary,
 )
+from ops.events.policy import Policy
 from ops.events.settings import EventsSettings, User
+from ops.events.stats import summary
 from ops.events.store import EventStore, open_store
 
 if TYPE_CHECKING:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ops.events.intake import IngestPlan, plan_ingest
 from ops.events.model import (
     OPEN_STATUSES,
     STATUSES,
@@ -38,11 +39,9 @@ from ops.events.model import (
     Event,
     EventNotFound,
     IncomingReport,
-    IngestPlan,
-    Policy,
     Report,
-    plan_ingest,
 )
+from ops.events.policy import Policy
 from ops.events.settings import EventsSettings
 
 log = logging.getLogger(__name__)

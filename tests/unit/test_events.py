@@ -28,7 +28,7 @@ from ops.events import (
     parse_events_settings,
     parse_users,
 )
-from ops.events.model import CategoryRules
+from ops.events.policy import CategoryRules
 from ops.events.store import cell_ranges
 
 REPO = Path(__file__).resolve().parents[2]

@@ -44,8 +44,9 @@ from callbacks.events_view import (
 from callbacks.ops_panel import next_fingerprint
 from callbacks.signs import change_text, sign_card, signs_fingerprint, sparkline_svg
 from ops.events import EventPipeline, parse_events_settings
-from ops.events.model import TRANSITIONS, AuditEntry, Event, Report, summary
+from ops.events.model import TRANSITIONS, AuditEntry, Event, Report
 from ops.events.settings import User
+from ops.events.stats import summary
 from ops.signs.alerts import Alert
 from ops.signs.forecast import Forecast
 from ops.signs.indicators import IndicatorReading
