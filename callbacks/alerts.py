@@ -18,7 +18,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from callbacks import ids
 from callbacks.common import Outcome, data_attrs, format_time, tab, triggered_value
 from callbacks.signin import may_change, signed_in
-from config.i18n import t
+from config.i18n import pick, t
 from geo.hexes import cell_ring
 from ops.signs.alerts import Alert
 
@@ -68,8 +68,8 @@ def alert_item(alert: Alert, *, can_ack: bool, language: str, zone: ZoneInfo,
             html.Div(className="ops-alert-head", children=[
                 html.Span([html.Span(t(f"alerts.severity.{alert.severity}", language),
                                      className=f"ops-chip ops-sev-{alert.severity}"), " ",
-                           html.Span(alert.title_zh if language.startswith("zh")
-                                     else alert.title_en, className="ops-alert-title")]),
+                           html.Span(pick(language, alert.title_zh, alert.title_en),
+                                     className="ops-alert-title")]),
                 status if isinstance(status, html.Button) else None,
             ]),
             html.Div(alert.message(language), className="ops-text"),

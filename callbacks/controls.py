@@ -33,7 +33,7 @@ REPLAY_SPEEDS = (1, 10, 60, 600)
 # ---------------------------------------------------------------------- layout
 def layer_options(language: str) -> list[dict[str, Any]]:
     return [{"label": html.Span([html.B(layer.symbol, className="layer-symbol"),
-                                 f" {layer.title_en if not language.startswith('zh') else ''}"],
+                                 f" {pick(language, '', layer.title_en)}"],
                                 className=f"layer-option layer-{layer.id}"),
              "value": layer.id} for layer in LAYERS.values()]
 
@@ -129,7 +129,7 @@ def register(app: Dash, services: Services) -> None:
         prevent_initial_call=True,
     )
     def toggle_language(_clicks: int | None, language: str) -> str:
-        return "en" if language.startswith("zh") else "zh-CN"
+        return pick(language, "en", "zh-CN")
 
     @app.callback(
         Output(ids.THEME, "data"),

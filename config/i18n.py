@@ -2,10 +2,15 @@
 
 Layer, metric and source titles live with their layer or in the city config;
 this table holds the rest. :func:`t` falls back to the key itself, and a unit
-test checks that every key has both languages.
+test checks that every key has both languages. Every zh/en choice in the app goes
+through :func:`pick` (or :func:`is_chinese`).
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MESSAGES: dict[str, tuple[str, str]] = {
     # key: (zh-CN, en)
@@ -195,10 +200,22 @@ def t(key: str, language: str, **values: object) -> str:
     pair = MESSAGES.get(key)
     if pair is None:
         return key
-    text = pair[0] if language.startswith("zh") else pair[1]
+    text = pick(language, *pair)
     return text.format(**values) if values else text
 
 
-def pick(language: str, zh: str, en: str) -> str:
-    """Choose between a Chinese and an English text."""
-    return zh if language.startswith("zh") else en
+def is_chinese(language: str) -> bool:
+    """True for a Chinese language tag (``zh``, ``zh-CN``, ``zh-Hans`` …), else English.
+
+    The one place that decides which of a zh/en pair a page in ``language`` shows.
+    """
+    return language.startswith("zh")
+
+
+def pick(language: str, zh: T, en: T) -> T:
+    """``zh`` for a Chinese ``language`` (see :func:`is_chinese`), else ``en``.
+
+    >>> pick("zh-CN", "人口", "People"), pick("en", "人口", "People")
+    ('人口', 'People')
+    """
+    return zh if is_chinese(language) else en

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from config.i18n import pick
 from layers.aggregations import Aggregation, get_aggregation
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class Layer:
     population_metric: str | None = None
 
     def title(self, language: str) -> str:
-        return self.title_zh if language.startswith("zh") else self.title_en
+        return pick(language, self.title_zh, self.title_en)
 
     @property
     def marker_colour(self) -> str:

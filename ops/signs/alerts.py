@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
+from config.i18n import pick
 from geo.hexes import to_hex
 from ops.signs.indicator_spec import Indicator
 from ops.signs.indicators import IndicatorHistory, IndicatorReading, evaluate, failed_reading
@@ -87,7 +88,7 @@ class Alert:
         return self.acked_by is not None
 
     def message(self, language: str) -> str:
-        return self.message_zh if language.startswith("zh") else self.message_en
+        return pick(language, self.message_zh, self.message_en)
 
     def as_dict(self) -> dict[str, Any]:
         return {

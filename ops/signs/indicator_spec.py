@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from config.i18n import pick
 from config.kit import ConfigError
 from ops.signs import kit
 from ops.signs.kit import Direction
@@ -134,10 +135,10 @@ class Indicator:
         return self.over == "buckets"
 
     def title(self, language: str) -> str:
-        return self.title_zh if language.startswith("zh") else self.title_en
+        return pick(language, self.title_zh, self.title_en)
 
     def unit(self, language: str) -> str:
-        return self.unit_zh if language.startswith("zh") else self.unit_en
+        return pick(language, self.unit_zh, self.unit_en)
 
 
 # --------------------------------------------------------------- indicators

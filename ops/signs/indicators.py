@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from config.i18n import pick
 from ops.signs.forecast import Forecast, forecast
 from ops.signs.rows import (
     event_rows,
@@ -351,10 +352,10 @@ class IndicatorReading:
                          name=self.name, dtype=float)
 
     def title(self, language: str) -> str:
-        return self.title_zh if language.startswith("zh") else self.title_en
+        return pick(language, self.title_zh, self.title_en)
 
     def unit(self, language: str) -> str:
-        return self.unit_zh if language.startswith("zh") else self.unit_en
+        return pick(language, self.unit_zh, self.unit_en)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from config.i18n import is_chinese, pick
 from config.kit import ConfigError
 from geo.hexes import to_hex
 from ops.signs import kit
@@ -122,7 +123,7 @@ def fmt(value: float | None, decimals: int = 1) -> str:
 
 def duration_text(seconds: float, language: str) -> str:
     """``2 h`` / ``2小时``: a duration in its largest whole unit."""
-    zh = language.startswith("zh")
+    zh = is_chinese(language)
     if seconds % 86400 == 0:
         n, unit = seconds / 86400, ("天" if zh else " d")
     elif seconds % 3600 == 0:
@@ -206,11 +207,11 @@ class Rule(ABC):
         return "above"
 
     def title(self, language: str) -> str:
-        return self.title_zh if language.startswith("zh") else self.title_en
+        return pick(language, self.title_zh, self.title_en)
 
     def message(self, finding: Finding, language: str, unit: str) -> str:
         """The alert text of ``finding``: the rule's own template, or its kind's default."""
-        zh = language.startswith("zh")
+        zh = is_chinese(language)
         custom = self.message_zh if zh else self.message_en
         direction = str(finding.fields.get("direction", self.direction))
         template = custom or self.messages.get(
