@@ -123,4 +123,3 @@ def pydatetime(moment: pd.Timestamp) -> datetime:
     """``moment`` as PostgreSQL stores it (microseconds: the nanoseconds are dropped,
     which floors positive times)."""
     return pd.Timestamp(moment).to_pydatetime(warn=False)
-

@@ -102,4 +102,3 @@ def from_json(value: Any) -> Any:
     if tag == "$tuple":
         return tuple(from_json(v) for v in inner)
     return {k: from_json(v) for k, v in inner.items()}
-

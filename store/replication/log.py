@@ -84,4 +84,3 @@ class OutOfSync(RuntimeError):
 
 class NotLeader(RuntimeError):
     """An append was refused: this process no longer holds the leader lock."""
-

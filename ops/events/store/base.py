@@ -1,33 +1,15 @@
-"""Where events live: SQLite by default, PostgreSQL when configured; one interface, one schema.
+"""The event store's SQL, once for both back-ends: transactions, compare-and-set, queries.
 
-Three tables (names optionally prefixed): ``events`` (one row per event, with a
-``version``), ``reports`` (every source row, keyed on source name + source row id,
-pointing at its event) and ``audit`` (one row per change, keyed on event id + seq).
-
-Writes are short transactions. A change to an event is a compare-and-set on its
-version (``UPDATE … WHERE id = ? AND version = ?``) followed by one audit insert
-whose ``seq`` is the new version, so of two operators changing one event at once
-exactly one wins and the other gets :class:`~ops.events.model.ConflictError`; the audit
-trail cannot fork. An ingest holds a lock that serialises ingests (SQLite
-``BEGIN IMMEDIATE``; PostgreSQL ``LOCK TABLE … SHARE ROW EXCLUSIVE``) because
-merging reads the open events it then writes to.
-
-Connections come from a small pool, so one store serves many threads; each
-connection is used by one thread at a time. Drivers are imported when a store of
-that kind is opened.
+:class:`EventStore` holds everything but how to connect and how to type a time;
+:mod:`~ops.events.store.sqlite` and :mod:`~ops.events.store.postgres` say that.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sqlite3
 import threading
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 from ops.events.intake import IngestPlan, plan_ingest
@@ -42,116 +24,15 @@ from ops.events.model import (
     Report,
 )
 from ops.events.policy import Policy
-from ops.events.settings import EventsSettings
-
-log = logging.getLogger(__name__)
-
-EVENT_COLUMNS = (
-    "id", "category", "description", "channel", "lat", "lon", "cell", "merge_cell",
-    "received_at", "last_report_at", "report_count", "status", "department", "due_at",
-    "updated_at", "version", "source", "source_id", "dispatched_at", "dispatched_by",
-    "resolved_at", "closed_at", "escalation",
+from ops.events.store.schema import (
+    AUDIT_COLUMNS,
+    EVENT_COLUMNS,
+    MUTABLE_COLUMNS,
+    REPORT_COLUMNS,
+    SCHEMA,
+    TIME_COLUMNS,
+    cell_ranges,
 )
-#: Columns a change may write (everything but identity and where the event came from).
-MUTABLE_COLUMNS = (
-    "status", "department", "report_count", "last_report_at", "due_at", "updated_at",
-    "version", "dispatched_at", "dispatched_by", "resolved_at", "closed_at", "escalation",
-)
-REPORT_COLUMNS = (
-    "event_id", "source", "source_id", "reported_at", "category", "lat", "lon", "cell",
-    "channel", "description", "agency", "source_status", "closed_at",
-)
-AUDIT_COLUMNS = (
-    "event_id", "seq", "action", "from_status", "to_status", "department", "actor", "role",
-    "at", "note",
-)
-_TIME_COLUMNS = frozenset({
-    "received_at", "last_report_at", "due_at", "updated_at", "dispatched_at", "resolved_at",
-    "closed_at", "reported_at", "at",
-})
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {events} (
-        id {bigint} PRIMARY KEY,
-        category TEXT NOT NULL,
-        description TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        lat {real} NOT NULL,
-        lon {real} NOT NULL,
-        cell {bigint} NOT NULL,
-        merge_cell {bigint} NOT NULL,
-        received_at {time} NOT NULL,
-        last_report_at {time} NOT NULL,
-        report_count INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ({statuses})),
-        department TEXT NOT NULL,
-        due_at {time} NOT NULL,
-        updated_at {time} NOT NULL,
-        version INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        source_id TEXT NOT NULL,
-        dispatched_at {time},
-        dispatched_by TEXT,
-        resolved_at {time},
-        closed_at {time},
-        escalation INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE INDEX IF NOT EXISTS {events}_status ON {events} (status, due_at)",
-    "CREATE INDEX IF NOT EXISTS {events}_department ON {events} (department, status)",
-    "CREATE INDEX IF NOT EXISTS {events}_received ON {events} (received_at)",
-    "CREATE INDEX IF NOT EXISTS {events}_cell ON {events} (cell)",
-    """CREATE TABLE IF NOT EXISTS {reports} (
-        source TEXT NOT NULL,
-        source_id TEXT NOT NULL,
-        event_id {bigint} NOT NULL REFERENCES {events} (id),
-        reported_at {time} NOT NULL,
-        category TEXT NOT NULL,
-        lat {real} NOT NULL,
-        lon {real} NOT NULL,
-        cell {bigint} NOT NULL,
-        channel TEXT NOT NULL,
-        description TEXT NOT NULL,
-        agency TEXT,
-        source_status TEXT,
-        closed_at {time},
-        PRIMARY KEY (source, source_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS {reports}_event ON {reports} (event_id)",
-    """CREATE TABLE IF NOT EXISTS {audit} (
-        event_id {bigint} NOT NULL REFERENCES {events} (id),
-        seq INTEGER NOT NULL,
-        action TEXT NOT NULL,
-        from_status TEXT,
-        to_status TEXT NOT NULL,
-        department TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        role TEXT NOT NULL,
-        at {time} NOT NULL,
-        note TEXT NOT NULL,
-        PRIMARY KEY (event_id, seq)
-    )""",
-)
-
-_RES_SHIFT = 52
-_RES_MASK = 0xF << _RES_SHIFT
-
-
-def cell_ranges(cell: int) -> list[tuple[int, int]]:
-    """Inclusive int ranges holding every descendant of ``cell`` (and the cell itself).
-
-    An H3 index is mode, resolution, base cell, then fifteen 3-bit digits, unused
-    digits set to 7. The descendants at resolution ``b`` share the bits above the
-    digits and digits ``1..r``; digits ``r+1..b`` vary and the rest stay 7, so they
-    fill one contiguous range per resolution. This lets SQL filter stored base
-    cells by a coarser cell with ``BETWEEN``.
-    """
-    res = (cell & _RES_MASK) >> _RES_SHIFT
-    ranges = []
-    for fine in range(res, 16):
-        top = (cell & ~_RES_MASK) | (fine << _RES_SHIFT)
-        varying = ((1 << (3 * (15 - res))) - 1) ^ ((1 << (3 * (15 - fine))) - 1)
-        ranges.append((top & ~varying, top))
-    return ranges
 
 
 class StoreError(RuntimeError):
@@ -245,7 +126,7 @@ class EventStore:
         statuses = ", ".join(f"'{s}'" for s in STATUSES)
         with self._transaction() as conn:
             self._lock_schema(conn)
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 conn.execute(self._sql(statement.replace("{statuses}", statuses)
                                        .replace("{bigint}", self.types["bigint"])
                                        .replace("{real}", self.types["real"])
@@ -265,11 +146,11 @@ class EventStore:
 
     # --------------------------------------------------------- row conversions
     def _row(self, columns: Sequence[str], record: Any) -> tuple[Any, ...]:
-        return tuple(self._to_db_time(getattr(record, c)) if c in _TIME_COLUMNS
+        return tuple(self._to_db_time(getattr(record, c)) if c in TIME_COLUMNS
                      else getattr(record, c) for c in columns)
 
     def _values(self, columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-        return {c: self._from_db_time(v) if c in _TIME_COLUMNS else v
+        return {c: self._from_db_time(v) if c in TIME_COLUMNS else v
                 for c, v in zip(columns, row, strict=True)}
 
     def _event(self, row: Sequence[Any]) -> Event:
@@ -448,111 +329,3 @@ class EventStore:
     def count_reports(self) -> int:
         with self._transaction(write=False) as conn:
             return int(conn.execute(self._sql("SELECT COUNT(*) FROM {reports}")).fetchone()[0])
-
-
-class SqliteStore(EventStore):
-    """One SQLite file in WAL mode (readers never block the writer)."""
-
-    kind = "sqlite"
-    types = {"bigint": "INTEGER", "real": "REAL", "time": "TEXT"}
-
-    def __init__(self, path: str | os.PathLike[str], table_prefix: str = "",
-                 busy_timeout: float = 30.0) -> None:
-        super().__init__(table_prefix)
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def _connect(self) -> sqlite3.Connection:
-        # Autocommit mode: transactions are the explicit BEGIN … COMMIT in EventStore;
-        # a pooled connection is only ever used by one thread at a time.
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    def _begin_write(self, conn: Any, ingest: bool) -> None:
-        # IMMEDIATE takes the write lock before reading, so a read-check-write cannot
-        # be overtaken by another writer between its read and its write.
-        conn.execute("BEGIN IMMEDIATE")
-
-    def _begin_read(self, conn: Any) -> None:
-        conn.execute("BEGIN")
-
-    def _to_db_time(self, moment: datetime | None) -> str | None:
-        # Fixed width, always UTC: text order is time order, so SQL can compare it.
-        return None if moment is None else \
-            moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-    def _from_db_time(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
-
-
-class PostgresStore(EventStore):
-    """PostgreSQL through psycopg 3; the DSN comes from an environment variable."""
-
-    kind = "postgresql"
-    placeholder = "%s"
-    types = {"bigint": "BIGINT", "real": "DOUBLE PRECISION", "time": "TIMESTAMPTZ"}
-
-    def __init__(self, dsn: str, table_prefix: str = "") -> None:
-        super().__init__(table_prefix)
-        try:
-            import psycopg  # noqa: F401 - fail now, with advice, rather than on first use
-        except ImportError as exc:
-            raise StoreError("the PostgreSQL event store needs psycopg 3: "
-                             "pip install 'psycopg[binary]'") from exc
-        self._dsn = dsn
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        try:
-            return psycopg.connect(self._dsn, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to the PostgreSQL event store: {exc}") from exc
-
-    def _begin_write(self, conn: Any, ingest: bool) -> None:
-        conn.execute("BEGIN")
-        if ingest:
-            # Blocks other ingests and event updates (not readers) until commit, so the
-            # open events a merge reads are the ones it writes to.
-            conn.execute(self._sql("LOCK TABLE {events} IN SHARE ROW EXCLUSIVE MODE"))
-
-    def _begin_read(self, conn: Any) -> None:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-
-    def _lock_schema(self, conn: Any) -> None:
-        key = zlib.crc32(self.events_table.encode()) ^ 0x6369747962
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-
-    def _to_db_time(self, moment: datetime | None) -> datetime | None:
-        return moment
-
-    def _from_db_time(self, value: Any) -> datetime | None:
-        return None if value is None else value.astimezone(UTC)
-
-
-def open_store(settings: EventsSettings, environ: Mapping[str, str] | None = None) -> EventStore:
-    """The store the settings name, with its tables created."""
-    environ = os.environ if environ is None else environ
-    store: EventStore
-    if settings.store == "postgresql":
-        dsn = environ.get(settings.dsn_env, "").strip()
-        if not dsn:
-            raise StoreError(f"[events] store = 'postgresql' but the environment variable "
-                             f"{settings.dsn_env} (dsn_env) is not set")
-        store = PostgresStore(dsn, settings.table_prefix)
-    else:
-        store = SqliteStore(settings.path, settings.table_prefix)
-    store.create_schema()
-    # Nothing stays connected from start-up: a forking server (gunicorn --preload)
-    # must not share a connection between workers.
-    store.release_connections()
-    return store
-
-
-__all__ = ["EventStore", "SqliteStore", "PostgresStore", "StoreError", "cell_ranges",
-           "open_store"]
