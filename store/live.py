@@ -40,7 +40,7 @@ class Delta:
 
     @property
     def empty(self) -> bool:
-        return self.added.empty and self.removed.empty
+        return bool(self.added.empty and self.removed.empty)
 
 
 class LiveStore:
@@ -277,7 +277,7 @@ def _weighted_cells(rows: pd.DataFrame, metric: Metric) -> tuple[NDArray[np.int6
     cells = rows["cell"].to_numpy(dtype=np.int64)
     if not aggregation.reads_column:
         return cells, aggregation.weights(None, len(cells))
-    values = pd.to_numeric(rows[metric.column], errors="coerce").to_numpy(  # type: ignore[index]
+    values = pd.to_numeric(rows[metric.column], errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)
     weights = aggregation.weights(values, len(cells))
     keep = weights.any(axis=1)  # as in aggregate(): a missing value adds nothing
