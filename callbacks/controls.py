@@ -118,6 +118,37 @@ def fit_view(bounds: tuple[float, float, float, float]) -> tuple[float, tuple[fl
     return round(max(min(zoom, 16.0), 1.0), 2), (center_lat, (west + east) / 2)
 
 
+def drill_to(data: CityData, trigger: Any, district: str | None, subarea: str | None
+             ) -> tuple[Any, ...]:
+    """(area, view, camera, revision, district) after a drill-down control changed.
+
+    A district, then a sub-area, fits the map to it; Back (or nothing picked) shows
+    the whole city; a sub-area list being reset changes nothing.
+    """
+    city = data.config.city
+    city_view = {"zoom": city.zoom, "center": [city.center_lat, city.center_lon], "bbox": None}
+    skip = (no_update,) * 5
+    if trigger == ids.SUBAREA and not subarea and not district:
+        return skip  # the sub-area list was reset
+    if trigger == ids.BACK_TO_CITY or (not district and not subarea):
+        return None, city_view, None, "city", None
+    if subarea and len(data.boundaries) > 1:
+        level = data.boundaries[1].spec.level
+        name = subarea
+    elif district:
+        level = data.boundaries[0].spec.level
+        name = district
+    else:
+        return skip
+    boundary = data.boundary(level)
+    bounds = boundary.bounds(name) if boundary is not None else None
+    if bounds is None:
+        return skip
+    zoom, center = fit_view(bounds)
+    view = {"zoom": zoom, "center": list(center), "bbox": list(bounds)}
+    return {"level": level, "name": name}, view, None, f"{level}:{name}", no_update
+
+
 # ------------------------------------------------------------------- callbacks
 def register(app: Dash, services: Services) -> None:
     data, config = services.store, services.config
@@ -224,28 +255,7 @@ def register(app: Dash, services: Services) -> None:
     )
     def drill(district: str | None, subarea: str | None, _back: int | None) -> tuple[Any, ...]:
         """Pick a district, then a sub-area: fit the map to it. Back: the whole city."""
-        city_view = {"zoom": config.city.zoom,
-                     "center": [config.city.center_lat, config.city.center_lon], "bbox": None}
-        skip = (no_update,) * 5
-        if ctx.triggered_id == ids.SUBAREA and not subarea and not district:
-            return skip  # the sub-area list was reset
-        if ctx.triggered_id == ids.BACK_TO_CITY or (not district and not subarea):
-            return None, city_view, None, "city", None
-        if subarea and len(data.boundaries) > 1:
-            level = data.boundaries[1].spec.level
-            name = subarea
-        elif district:
-            level = data.boundaries[0].spec.level
-            name = district
-        else:
-            return skip
-        boundary = data.boundary(level)
-        bounds = boundary.bounds(name) if boundary is not None else None
-        if bounds is None:
-            return skip
-        zoom, center = fit_view(bounds)
-        view = {"zoom": zoom, "center": list(center), "bbox": list(bounds)}
-        return {"level": level, "name": name}, view, None, f"{level}:{name}", no_update
+        return drill_to(data, ctx.triggered_id, district, subarea)
 
     @app.callback(
         Output(ids.REPLAY, "data"),

@@ -21,6 +21,7 @@ from render.zoom import zoom_scale
 from store.cache import drawn_values, remember_drawn
 
 if TYPE_CHECKING:
+    from config.city import MapSettings
     from services import Services
     from store.city import CityData
 
@@ -67,6 +68,84 @@ def snap_bbox(bbox: list[float]) -> list[float]:
     return [down(west, step_x), down(south, step_y), up(east, step_x), up(north, step_y)]
 
 
+def next_view(seen: tuple[float, list[float], list[float] | None], current: dict[str, Any],
+              settings: MapSettings) -> Any:
+    """The ``VIEW`` store after the camera moved to ``seen``: ``no_update`` unless the
+    resolution, the (snapped) viewport or points-versus-hexagons changed."""
+    zoom, center, bbox = seen
+    scale = zoom_scale(zoom, settings)
+    new_bbox = snap_bbox(bbox) if (scale.needs_viewport and bbox) else None
+    if scale == zoom_scale(float(current.get("zoom", zoom)), settings) \
+            and new_bbox == current.get("bbox"):
+        return no_update
+    return {"zoom": zoom, "center": center, "bbox": new_bbox}
+
+
+def cell_at_click(click: dict[str, Any] | None, zoom: float, settings: MapSettings) -> Any:
+    """The cell a map click selects (hex id text), or ``no_update``.
+
+    A hexagon click selects that cell; a point click selects the cell around the point.
+    """
+    if not click or not click.get("points"):
+        return no_update
+    point = click["points"][0]
+    location = point.get("location")
+    if isinstance(location, str):
+        try:
+            from_hex(location)
+        except ValueError:
+            return no_update  # a base-map polygon, not a cell
+        return location
+    if "lat" in point and "lon" in point:
+        # The cell the point is counted in: its base cell's parent (see aggregate()).
+        res = zoom_scale(zoom, settings).res
+        base = h3i.latlng_to_cell(point["lat"], point["lon"], settings.base_res)
+        return format(h3i.cell_to_parent(base, min(res, settings.base_res)), "x")
+    return no_update
+
+
+def status_chips(data: CityData, plan: HexPlan, layer_id: str, language: str,
+                 elapsed_ms: float, stale: bool, moment: pd.Timestamp | None,
+                 values_key: str | None = None) -> list[Any]:
+    """The chips under the controls: live or replayed time, resolution, what is drawn
+    (with ``data-*`` hooks), how long it took, and any warnings."""
+    if plan.mode == "hex":
+        count, drawn = len(plan.values), len(plan.grid)
+        text = f"{count:,} / {drawn:,} {t('map.cells', language)}"
+    else:
+        count = drawn = 0 if plan.points is None else len(plan.points)
+        text = f"{count:,} {t('map.points', language)}"
+    data_attributes: dict[str, Any] = {  # stable hooks for tests and wall scripts
+        "data-count": str(count), "data-drawn": str(drawn), "data-mode": plan.mode,
+        "data-res": str(plan.res),
+        # The digest of the values the page should now hold (see remember_drawn).
+        "data-values": values_key or ""}
+    zone = data.config.city.timezone
+    if moment is None:
+        when = data.clock.now().tz_convert(zone).strftime("%m-%d %H:%M")
+        live = html.Span(f"● {t('map.live', language)} {when}", className="cb-chip cb-live",
+                         id=ids.LIVE_CHIP)
+    else:
+        when = moment.tz_convert(zone).strftime("%m-%d %H:%M")
+        live = html.Span(f"⏪ {t('replay.showing', language)} {when}",
+                         className="cb-chip cb-replay", id=ids.LIVE_CHIP)
+    chips = [
+        live,
+        html.Span(f"{t('map.resolution', language)} {plan.res}", className="cb-chip"),
+        html.Span(text, className="cb-chip", id="map-count", **data_attributes),
+        html.Span(f"{elapsed_ms:.0f} ms", className="cb-chip cb-muted"),
+    ]
+    if plan.mode == "hex" and plan.values.empty:
+        chips.append(html.Span(t("map.no_data", language), className="cb-chip cb-warn"))
+    if plan.capped:
+        chips.append(html.Span(t("map.capped", language), className="cb-chip cb-warn"))
+    if plan.sampled:
+        chips.append(html.Span(t("map.sampled", language), className="cb-chip cb-warn"))
+    if stale:
+        chips.append(html.Span(t("map.stale", language), className="cb-chip cb-stale"))
+    return chips
+
+
 def map_section() -> html.Section:
     """The map, the banner that says when it is not live, and the tour's caption.
 
@@ -101,14 +180,8 @@ def register(app: Dash, services: Services) -> None:
         seen = viewport(relayout)
         if seen is None:
             return no_update, no_update
-        zoom, center, bbox = seen
-        camera = {"zoom": zoom, "center": center}
-        scale = zoom_scale(zoom, settings)
-        new_bbox = snap_bbox(bbox) if (scale.needs_viewport and bbox) else None
-        if scale == zoom_scale(float(current.get("zoom", zoom)), settings) \
-                and new_bbox == current.get("bbox"):
-            return no_update, camera
-        return {"zoom": zoom, "center": center, "bbox": new_bbox}, camera
+        zoom, center, _ = seen
+        return next_view(seen, current, settings), {"zoom": zoom, "center": center}
 
     @app.callback(
         Output(ids.MAP, "figure"),
@@ -234,47 +307,9 @@ def register(app: Dash, services: Services) -> None:
                  "hex_index": hex_index, "extra": extra_index, "version": data.version, "stale": stale,
                  "moment": None if moment is None else moment.isoformat()}
         elapsed_ms = (time.perf_counter() - started) * 1000
-        chips = status_chips(plan, layer_id, language, elapsed_ms, stale, moment, values_key)
+        chips = status_chips(data, plan, layer_id, language, elapsed_ms, stale, moment,
+                             values_key)
         return figure, chips, state
-
-    def status_chips(plan: HexPlan, layer_id: str, language: str, elapsed_ms: float,
-                     stale: bool, moment: pd.Timestamp | None,
-                     values_key: str | None = None) -> list[Any]:
-        if plan.mode == "hex":
-            count, drawn = len(plan.values), len(plan.grid)
-            text = f"{count:,} / {drawn:,} {t('map.cells', language)}"
-        else:
-            count = drawn = 0 if plan.points is None else len(plan.points)
-            text = f"{count:,} {t('map.points', language)}"
-        data_attributes: dict[str, Any] = {  # stable hooks for tests and wall scripts
-            "data-count": str(count), "data-drawn": str(drawn), "data-mode": plan.mode,
-            "data-res": str(plan.res),
-            # The digest of the values the page should now hold (see remember_drawn).
-            "data-values": values_key or ""}
-        zone = data.config.city.timezone
-        if moment is None:
-            when = data.clock.now().tz_convert(zone).strftime("%m-%d %H:%M")
-            live = html.Span(f"● {t('map.live', language)} {when}", className="cb-chip cb-live",
-                             id=ids.LIVE_CHIP)
-        else:
-            when = moment.tz_convert(zone).strftime("%m-%d %H:%M")
-            live = html.Span(f"⏪ {t('replay.showing', language)} {when}",
-                             className="cb-chip cb-replay", id=ids.LIVE_CHIP)
-        chips = [
-            live,
-            html.Span(f"{t('map.resolution', language)} {plan.res}", className="cb-chip"),
-            html.Span(text, className="cb-chip", id="map-count", **data_attributes),
-            html.Span(f"{elapsed_ms:.0f} ms", className="cb-chip cb-muted"),
-        ]
-        if plan.mode == "hex" and plan.values.empty:
-            chips.append(html.Span(t("map.no_data", language), className="cb-chip cb-warn"))
-        if plan.capped:
-            chips.append(html.Span(t("map.capped", language), className="cb-chip cb-warn"))
-        if plan.sampled:
-            chips.append(html.Span(t("map.sampled", language), className="cb-chip cb-warn"))
-        if stale:
-            chips.append(html.Span(t("map.stale", language), className="cb-chip cb-stale"))
-        return chips
 
     @app.callback(
         Output(ids.SELECTED_CELL, "data"),
@@ -284,19 +319,4 @@ def register(app: Dash, services: Services) -> None:
     )
     def pick_cell(click: dict[str, Any] | None, view: dict[str, Any]) -> Any:
         """A hexagon click selects that cell; a point click selects the cell around the point."""
-        if not click or not click.get("points"):
-            return no_update
-        point = click["points"][0]
-        location = point.get("location")
-        if isinstance(location, str):
-            try:
-                from_hex(location)
-            except ValueError:
-                return no_update  # a base-map polygon, not a cell
-            return location
-        if "lat" in point and "lon" in point:
-            # The cell the point is counted in: its base cell's parent (see aggregate()).
-            res = zoom_scale(float(view.get("zoom", 10)), settings).res
-            base = h3i.latlng_to_cell(point["lat"], point["lon"], settings.base_res)
-            return format(h3i.cell_to_parent(base, min(res, settings.base_res)), "x")
-        return no_update
+        return cell_at_click(click, float(view.get("zoom", 10)), settings)
