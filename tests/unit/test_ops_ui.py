@@ -483,3 +483,96 @@ def test_forged_transition_requests_are_refused_on_the_server(
     assert "events.forbidden" in json.dumps(answer)
     assert events.get(target.id).version == target.version
     assert events.get(target.id).status == "dispatched"
+
+
+# ------------------------------------ the features read the typed services object
+class FakeAuth:
+    """An :class:`ops.auth.Auth` stand-in that records sign-ins (no Flask session)."""
+
+    def __init__(self, users: dict[str, tuple[str, User]]) -> None:
+        self.users = users
+        self.logged_in: list[str] = []
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        known = self.users.get(name)
+        return known[1] if known is not None and known[0] == password else None
+
+    def login(self, user: User) -> None:
+        self.logged_in.append(user.name)
+
+    def logout(self) -> None:
+        self.logged_in.append("<out>")
+
+
+def test_sign_in_and_out_go_through_auth_and_say_what_to_show() -> None:
+    from callbacks.signin import session_view, sign_in, sign_out
+
+    auth: Any = FakeAuth({"duty": ("pw", OPERATOR)})
+    assert sign_in(auth, " duty ", "wrong") == {"user": None, "failed": True}
+    assert auth.logged_in == []
+    state = sign_in(auth, " duty ", "pw")
+    assert state == {"user": {"name": "duty", "role": "operator"}, "failed": False}
+    assert auth.logged_in == ["duty"]
+    assert sign_out(auth) == {"user": None, "failed": False} and auth.logged_in[-1] == "<out>"
+    status, form, logout, *_ = session_view(state, "en", has_events=True)
+    assert status.id == "signed-in-as" and "ops-hidden" in form and "ops-hidden" not in logout
+    _, form, _, *_ = session_view(None, "en", has_events=False)
+    assert form == "ops-login-fields ops-hidden"  # no event pipeline: nothing to sign in to
+    _, form, _, *_ = session_view(None, "en", has_events=True)
+    assert form == "ops-login-fields"
+
+
+def test_queue_and_event_picks() -> None:
+    from callbacks.events import next_queue, picked_event
+
+    assert next_queue("NYPD", None) == "NYPD"
+    assert next_queue("NYPD", "NYPD") is None  # the shown queue clicked again: back
+    assert next_queue("", "NYPD") is None  # "show all"
+    click = {"points": [{"customdata": ["event:42", "x"]}]}
+    assert picked_event(ids.MAP, click) == 42
+    assert picked_event(ids.MAP, {"points": [{"location": "8a2a1072b59ffff"}]}) is None
+
+
+def fake_services(events: Any = None, signs: Any = None, auth: Any = None) -> Any:
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(city=SimpleNamespace(timezone="America/New_York"),
+                             map=SimpleNamespace(max_points=1000))
+    return SimpleNamespace(config=config, events=events, signs=signs, auth=auth)
+
+
+def test_the_tick_fingerprint_reads_only_what_the_page_shows(pipeline: EventPipeline) -> None:
+    from callbacks.ops_panel import next_fingerprint, page_fingerprint
+
+    services = fake_services(events=pipeline)
+    held = {"events": "old"}
+    # Place tab, no cell, no overlays: the events are not read, the old part is kept.
+    assert page_fingerprint(services, held, "place", [], None) == held
+    for tab, overlays, cell in (("events", [], None), ("place", ["events"], None),
+                                ("place", [], CELL)):
+        shown = page_fingerprint(services, held, tab, overlays, cell)
+        assert shown["events"] != "old" and shown["events"].startswith("2:2:")
+    assert page_fingerprint(fake_services(), held, "events", ["events", "alerts"], CELL) == held
+    now = page_fingerprint(services, None, "events", [], None)
+    assert next_fingerprint(now, page_fingerprint(services, now, "events", [], None)) \
+        is no_update
+
+
+def test_overlay_traces_come_from_the_services_that_exist(pipeline: EventPipeline) -> None:
+    from callbacks.ops_panel import overlay_traces
+
+    assert overlay_traces(fake_services(), ["events", "alerts"], "en") == []
+    services = fake_services(events=pipeline)
+    traces = overlay_traces(services, ["events", "alerts"], "en")
+    assert [t["uid"] for t in traces] == ["overlay-events"] and len(traces[0]["lat"]) == 2
+    assert overlay_traces(services, ["events"], "en", bbox=(0.0, 0.0, 1.0, 1.0))[0]["lat"] == []
+    assert overlay_traces(services, ["alerts"], "en") == []
+
+
+def test_signed_in_prefers_the_apps_auth_then_the_pipelines(pipeline: EventPipeline) -> None:
+    from callbacks.signin import services_auth
+
+    own: Any = FakeAuth({})
+    assert services_auth(fake_services(events=pipeline, auth=own)) is own
+    assert services_auth(fake_services(events=pipeline)) is pipeline.auth
+    assert services_auth(fake_services()) is None
