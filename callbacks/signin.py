@@ -38,16 +38,9 @@ def session_user(auth: Auth | None) -> User | None:
     return auth.user_for_request()
 
 
-def services_auth(services: Services) -> Auth | None:
-    """The app's :class:`ops.auth.Auth`: its own, else the event pipeline's."""
-    if services.auth is not None:
-        return services.auth
-    return services.events.auth if services.events is not None else None
-
-
 def signed_in(services: Services) -> User | None:
     """Who is signed in, from the session, on every request (never from the page)."""
-    return session_user(services_auth(services))
+    return session_user(services.auth)
 
 
 def session_state(user: User | None, failed: bool = False) -> dict[str, Any]:
@@ -128,13 +121,13 @@ def register(app: Dash, services: Services) -> None:
     def on_sign_in(_login: int, _submit: int, _logout: int, name: str | None,
                    password: str | None) -> tuple[Any, Any]:
         """Sign in (into the Flask session), sign out, or on page load say who is signed in."""
-        events = services.events
-        if events is None:
+        auth = services.auth
+        if services.events is None or auth is None:
             return None, no_update
         if ctx.triggered_id in (ids.LOGIN_BUTTON, ids.LOGIN_PASSWORD):
-            return sign_in(events.auth, name, password), ""
+            return sign_in(auth, name, password), ""
         if ctx.triggered_id == ids.LOGOUT_BUTTON:
-            return sign_out(events.auth), ""
+            return sign_out(auth), ""
         return session_state(signed_in(services)), no_update
 
     @app.callback(

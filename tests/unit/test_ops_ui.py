@@ -568,11 +568,3 @@ def test_overlay_traces_come_from_the_services_that_exist(pipeline: EventPipelin
     assert overlay_traces(services, ["events"], "en", bbox=(0.0, 0.0, 1.0, 1.0))[0]["lat"] == []
     assert overlay_traces(services, ["alerts"], "en") == []
 
-
-def test_signed_in_prefers_the_apps_auth_then_the_pipelines(pipeline: EventPipeline) -> None:
-    from callbacks.signin import services_auth
-
-    own: Any = FakeAuth({})
-    assert services_auth(fake_services(events=pipeline, auth=own)) is own
-    assert services_auth(fake_services(events=pipeline)) is pipeline.auth
-    assert services_auth(fake_services()) is None
