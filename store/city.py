@@ -6,8 +6,8 @@ role's sources (point roles) or the areas apportioned onto base-resolution cells
 coarser resolution is a group-by over vectorised parents (:func:`aggregate`).
 
 A source that fails to load never takes the app down: its error is recorded in
-its :class:`SourceHealth`, its layer keeps whatever it last had, and the other
-sources carry on.
+its :class:`~store.health.SourceHealth`, its layer keeps whatever it last had, and
+the other sources carry on. Boundary loading is in :mod:`store.boundaries`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from config.city import REPO_ROOT, Boundary, CityConfig, Source
-from config.clock import CityClock, iso
+from config.clock import CityClock
 from data import Adapter, AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import empty_frame
 from geo.areal import apportion
@@ -33,89 +32,12 @@ from geo.hexes import parents
 from layers import LAYERS, outline_layers
 from layers.aggregate import aggregate, cells_in_view, filter_rows
 from layers.base import Metric
+from store.boundaries import BoundaryLevel, display_geometries, load_boundary
+from store.health import SourceHealth
 from store.history import HistoryError, ReplayStore, open_history, state_at
 from store.live import IncrementalTotals, LiveStore, cell_values, contribution
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SourceHealth:
-    """What ``/api/health`` says of one source."""
-
-    name: str
-    layer: str
-    role: str
-    adapter: str
-    simulated: bool
-    stale_after: float | None
-    rows_loaded: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    warnings: tuple[str, ...] = ()
-    last_read: datetime | None = None
-    last_data: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-
-    def is_stale(self, now: datetime | None = None) -> bool:
-        """Stale when the last read failed, or no data arrived within ``stale_after``."""
-        if self.last_read is None:
-            return True
-        if self.last_error is not None and (self.last_error_at or self.last_read) >= self.last_read:
-            return True
-        if self.stale_after is None:
-            return False
-        reference = self.last_data or self.last_read
-        return ((now or datetime.now(UTC)) - reference).total_seconds() > self.stale_after
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "layer": self.layer, "role": self.role, "adapter": self.adapter,
-            "simulated": self.simulated, "rows_loaded": self.rows_loaded,
-            "rows_rejected": int(sum(self.rejected.values())),
-            "rejected_by_reason": dict(sorted(self.rejected.items())),
-            "warnings": list(self.warnings),
-            "last_read": iso(self.last_read, "seconds"), "last_data": iso(self.last_data, "seconds"),
-            "last_error": self.last_error, "last_error_at": iso(self.last_error_at, "seconds"),
-            "stale": self.is_stale(),
-        }
-
-
-@dataclass(frozen=True)
-class BoundaryLevel:
-    """One level of admin units, with each base cell assigned to the unit covering most of it."""
-
-    spec: Boundary
-    units: gpd.GeoDataFrame  # name, parent, geometry
-    cells: pd.DataFrame  # cell (base res) → name
-
-    def names(self, parent: str | None = None) -> list[str]:
-        units = self.units
-        if parent is not None and "parent" in units:
-            units = units.loc[units["parent"] == parent]
-        return sorted(units["name"].astype(str).unique())
-
-    def bounds(self, name: str) -> tuple[float, float, float, float] | None:
-        match = self.units.loc[self.units["name"] == name]
-        if match.empty:
-            return None
-        west, south, east, north = match.total_bounds
-        return float(west), float(south), float(east), float(north)
-
-
-def boundary_to_wgs84(units: gpd.GeoDataFrame, crs: str | None) -> gpd.GeoDataFrame:
-    """Boundary polygons in WGS84: from the file's CRS, the configured one, or GCJ-02/BD-09."""
-    import shapely
-
-    from geo.crs import CHINA_DATUMS, to_wgs84
-
-    if crs is not None and crs.upper() in CHINA_DATUMS:
-        moved = shapely.transform(units.geometry.values, lambda xy: np.column_stack(
-            to_wgs84(xy[:, 0], xy[:, 1], crs)))
-        return units.set_geometry(gpd.GeoSeries(moved, crs="EPSG:4326"), crs="EPSG:4326")
-    if units.crs is None:
-        units = units.set_crs(crs or "EPSG:4326")
-    return units.to_crs("EPSG:4326")
 
 
 class CityData:
@@ -285,24 +207,7 @@ class CityData:
         return changed
 
     def _load_boundary(self, spec: Boundary) -> BoundaryLevel:
-        units = gpd.read_file(spec.path) if spec.path.suffix.lower() not in (".parquet",) \
-            else gpd.read_parquet(spec.path)
-        units = boundary_to_wgs84(units, spec.crs)
-        frame = gpd.GeoDataFrame({
-            "name": units[spec.name_field].astype(str).to_numpy(),
-            "id": (units[spec.id_field] if spec.id_field else units[spec.name_field])
-            .astype(str).to_numpy(),
-        }, geometry=units.geometry.to_numpy(), crs="EPSG:4326")
-        if spec.parent_field:
-            frame["parent"] = units[spec.parent_field].astype(str).to_numpy()
-        frame = frame.dissolve(by="name", as_index=False, aggfunc="first") \
-            if frame["name"].duplicated().any() else frame
-        pieces = apportion(
-            frame.assign(value=1.0, source=spec.level)[["id", "name", "value", "source", "geometry"]],
-            self.config.map.base_res, self.cache_dir)
-        best = pieces.sort_values("area_m2", ascending=False).drop_duplicates("cell")
-        return BoundaryLevel(spec=spec, units=frame, cells=best[["cell", "name"]]
-                             .reset_index(drop=True))
+        return load_boundary(spec, self.config.map.base_res, self.cache_dir)
 
     # ------------------------------------------------------------------ access
     def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame:
@@ -522,19 +427,6 @@ def empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
 def _cache_dir(config: CityConfig) -> Path:
     path = Path(config.cache.directory)
     return path if path.is_absolute() else REPO_ROOT / path
-
-
-#: Tolerance (degrees, ~15 m) for drawing boundaries: below a pixel at city and
-#: district zooms, and it cuts the base map's bytes several-fold.
-DISPLAY_TOLERANCE = 1.5e-4
-
-
-def display_geometries(geoms: Any) -> Any:
-    """Boundaries simplified for drawing (never for computing areas or membership)."""
-    import shapely
-
-    simplified = shapely.simplify(np.asarray(geoms), DISPLAY_TOLERANCE, preserve_topology=True)
-    return shapely.transform(simplified, lambda xy: np.round(xy, 5))
 
 
 __all__ = ["CityData", "SourceHealth", "BoundaryLevel", "aggregate", "cells_in_view",

@@ -27,7 +27,8 @@ import pandas as pd
 from config.city import CityConfig, Source
 from config.clock import CityClock, iso
 from data import Batch, get_adapter_class
-from store.city import CityData, SourceHealth
+from store.city import CityData
+from store.health import SourceHealth
 from store.replication.codec import decode_frame, encode_frame, from_json, to_json
 from store.replication.log import Entry, NotLeader, Op, OutOfSync
 

@@ -1,0 +1,55 @@
+"""What the city store knows of each source's health: reads, rows, rejections, errors, staleness."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from config.clock import iso
+
+
+@dataclass
+class SourceHealth:
+    """What ``/api/health`` says of one source."""
+
+    name: str
+    layer: str
+    role: str
+    adapter: str
+    simulated: bool
+    stale_after: float | None
+    rows_loaded: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: tuple[str, ...] = ()
+    last_read: datetime | None = None
+    last_data: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """Stale when the last read failed, or no data arrived within ``stale_after``."""
+        if self.last_read is None:
+            return True
+        if self.last_error is not None and (self.last_error_at or self.last_read) >= self.last_read:
+            return True
+        if self.stale_after is None:
+            return False
+        reference = self.last_data or self.last_read
+        return ((now or datetime.now(UTC)) - reference).total_seconds() > self.stale_after
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "layer": self.layer, "role": self.role, "adapter": self.adapter,
+            "simulated": self.simulated, "rows_loaded": self.rows_loaded,
+            "rows_rejected": int(sum(self.rejected.values())),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "warnings": list(self.warnings),
+            "last_read": iso(self.last_read, "seconds"), "last_data": iso(self.last_data, "seconds"),
+            "last_error": self.last_error, "last_error_at": iso(self.last_error_at, "seconds"),
+            "stale": self.is_stale(),
+        }
+
+
+__all__ = ["SourceHealth"]
