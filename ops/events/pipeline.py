@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from layers import event_roles
-from ops import auth as _auth
+from ops.auth import Auth
 from ops.events.intake import reports_from_frame
 from ops.events.model import (
     CHANGE_ROLES,
@@ -71,10 +71,7 @@ class EventPipeline:
         self.settings = settings
         self.policy = Policy.from_settings(settings)
         self.store = store if store is not None else open_store(settings)
-        # Through the module, not a name imported at the top: ops.auth imports
-        # ops.events.settings, so ``import ops.auth`` first runs this package's __init__
-        # (and this module) while ops.auth is still half-initialised.
-        self.auth = _auth.Auth(users)
+        self.auth = Auth(users)
         #: Returns "now" for SLAs; the app attaches the city clock (see app.py).
         self.clock: Callable[[], datetime] | None = None
 
