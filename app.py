@@ -19,14 +19,44 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from dash import Dash
 
-from config.city import CityConfig, ConfigError, load_config
+from config import city
+from config.city import CityConfig, ConfigError
+from config.sections import ConfigSchema
 from services import CallbackErrors, build
 
 log = logging.getLogger("citybrain")
+
+
+@functools.cache
+def config_schema() -> ConfigSchema:
+    """What the features contribute to reading a city file: the one place that lists it.
+
+    The layers and adapters that sources and tour steps are checked against, and
+    every feature-owned table (in parse order). A new section is one line here.
+    """
+    from data import adapter_names, get_adapter_class
+    from layers import LAYERS
+    from ops.events.settings import EVENTS_SECTION, USERS_SECTION
+    from ops.signs.settings import SIGNS_SECTION
+
+    return ConfigSchema(layers=LAYERS, adapter_names=adapter_names, adapter=get_adapter_class,
+                        sections=(EVENTS_SECTION, USERS_SECTION, SIGNS_SECTION))
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
+    """Load and validate a city config (the demo city without a path); see config.city."""
+    return city.load_config(path, schema=config_schema())
+
+
+def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
+    """Validate a parsed TOML document with the app's schema; see config.city.parse_config."""
+    return city.parse_config(raw, base_dir, path, schema=config_schema())
 
 
 def on_callback_error(error: Exception, errors: CallbackErrors | None = None) -> None:

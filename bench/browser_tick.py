@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown mode(s) {unknown}; valid: {', '.join(MODES)}")
     if args.refresh is None:
-        from config.city import load_config
+        from app import load_config
 
         args.refresh = load_config(args.config).live.refresh
     if "fastapi-http" in modes or "fastapi-ws" in modes:

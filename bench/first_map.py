@@ -301,7 +301,7 @@ def time_case(data: Any, case: Case, outline: str | None, repeat: int) -> dict[s
 
 
 def bench_callback(config_path: str | None, repeat: int) -> list[dict[str, Any]]:
-    from config.city import load_config
+    from app import load_config
     from store.city import CityData
 
     config = load_config(config_path)

@@ -92,7 +92,7 @@ def publish(host: str, port: int, topic: str, rate: int, seconds: float, qos: in
 
 def run_rate(host: str, port: int, rate: int, seconds: float, qos: int,
              poll: float) -> dict[str, Any]:
-    from config.city import parse_config
+    from app import parse_config
     from data import AdapterContext
     from data.mqtt import MqttAdapter, forget_session
 

@@ -179,7 +179,8 @@ def measure(data: Any, case: ViewCase, ticks: int) -> dict[str, Any]:
 
 def live_ticks(label: str, res: int, wanted: int, ticks: int, refresh: float) -> dict[str, Any]:
     """Payload of real ticks: the live demo replaying, one refresh interval per tick."""
-    from config.city import DEMO_CONFIG, load_config
+    from app import load_config
+    from config.city import DEMO_CONFIG
     from render.figures import changed_cells, map_figure, plan_hexes, value_patch, z_values
     from store.cache import drawn_values, remember_drawn
     from store.city import CityData
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     import dash  # noqa: F401  -- the server has it loaded; keep its import out of tick 1
     from flask import Flask
 
-    from config.city import DEMO_CONFIG, SNAPSHOT_CONFIG, load_config
+    from app import load_config
+    from config.city import DEMO_CONFIG, SNAPSHOT_CONFIG
     from store.cache import CACHE
     from store.city import CityData
 

@@ -31,10 +31,9 @@ def create_fastapi_app(config_path: str | None, websocket: bool) -> object:
 
     from dash import Dash
 
-    from app import on_callback_error
+    from app import load_config, on_callback_error
     from callbacks import register_all
     from callbacks.layout import build_layout
-    from config.city import load_config
     from services import build
 
     config = load_config(config_path)

@@ -45,6 +45,7 @@ from ops.events.model import (
     PermissionDenied,
     TransitionError,
 )
+from ops.events.settings import EVENTS_SECTION
 from ops.events.stats import summary
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ def stores() -> list[Any]:
 
 
 def events_tab_children(config: CityConfig, language: str) -> list[Any]:
-    hint = [] if config.events is not None else [
+    hint = [] if config.section(EVENTS_SECTION) is not None else [
         label("events.not_configured", language, html.P, className="cb-hint")]
     return [
         *hint,

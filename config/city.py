@@ -6,7 +6,11 @@ fails at start-up with a message an operator can act on, not as a blank layer
 later. Secrets never live in the file: a source names the environment variable
 that holds them (``password_env = "CITY_DB_PASSWORD"``).
 
-Example::
+Config imports no feature: the layers, the adapters and the feature-owned tables
+(``[events]``, ``[[rules]]`` …) reach it as a :class:`~config.sections.ConfigSchema`,
+which ``app`` assembles. Example::
+
+    from app import load_config
 
     config = load_config("cities/nyc/city.toml")
     config.city.name            # "New York City"
@@ -18,9 +22,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from config.kit import (
     ConfigError,
@@ -34,7 +38,10 @@ from config.kit import (
     table_name,
     unique_names,
 )
+from config.sections import ConfigSchema, LayerSpec, Section, SectionContext
 from geo.crs import UnknownCRSError, check_crs
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "cities" / "nyc" / "city.toml"
@@ -190,32 +197,46 @@ class CityConfig:
     sources: tuple[Source, ...]
     attributions: tuple[str, ...]
     path: Path | None = None
-    #: The event pipeline (ops.events.settings.EventsSettings) and its users; None: no pipeline.
-    events: Any = None
-    users: tuple[Any, ...] = ()
     #: The self-running exhibition tour (``?tour=1``); empty: none configured.
     tour: tuple[TourStep, ...] = ()
-    #: Vital-sign indicators and early-warning rules (ops.signs.settings.OpsSettings).
-    ops: Any = None
+    #: The feature-owned tables (events, users, vital signs …), by their section;
+    #: read them with :meth:`section`.
+    sections: Mapping[Section[Any], Any] = field(default_factory=dict)
 
     def sources_for(self, layer: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if s.layer == layer)
 
+    def section(self, section: Section[T]) -> T:
+        """A feature's own part of the config, typed (its default when the file had none)."""
+        return cast(T, self.sections.get(section, section.default))
 
-_CITY_KEYS = {"name", "name_zh", "center", "zoom", "timezone", "language", "theme", "attributions"}
-_MAP_KEYS = {"base_res", "res_by_zoom", "points_zoom", "max_hexes", "max_points", "tile_url",
-             "tile_attribution"}
-_CACHE_KEYS = {"type", "redis_url_env", "default_timeout", "directory", "key_prefix"}
-_BOUNDARY_KEYS = {"path", "name_field", "level", "title_zh", "title_en", "id_field", "parent_field",
-                  "crs"}
+    def with_section(self, section: Section[T], value: T) -> CityConfig:
+        """A copy of this config with ``section`` set to ``value`` (tests, tools)."""
+        return replace(self, sections={**self.sections, section: value})
+
+
+#: The keys of each core table (docs/new-city.md describes every one; a test checks).
+CITY_KEYS = frozenset({
+    "name", "name_zh", "center", "zoom", "timezone", "language", "theme", "attributions",
+})
+MAP_KEYS = frozenset({
+    "base_res", "res_by_zoom", "points_zoom", "max_hexes", "max_points", "tile_url",
+    "tile_attribution",
+})
+CACHE_KEYS = frozenset({"type", "redis_url_env", "default_timeout", "directory", "key_prefix"})
+BOUNDARY_KEYS = frozenset({
+    "path", "name_field", "level", "title_zh", "title_en", "id_field", "parent_field", "crs",
+})
 #: Keys every source may have, whatever its adapter and layer.
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
     "simulated", "stale_after", "window", "max_rows",
 })
-_LIVE_KEYS = {"speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
-              "stale_after", "shared", "history_store", "history_dsn_env", "history_table",
-              "history_retention", "history_backlog"}
+LIVE_KEYS = frozenset({
+    "speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
+    "stale_after", "shared", "history_store", "history_dsn_env", "history_table",
+    "history_retention", "history_backlog",
+})
 SHARED_MODES = ("auto", "off", "redis")
 HISTORY_STORES = ("memory", "postgresql")
 
@@ -229,7 +250,7 @@ def _check_crs(where: str, crs: str) -> None:
 
 def _parse_city(table: Mapping[str, Any]) -> CityInfo:
     where = "[city]"
-    check_keys(where, table, _CITY_KEYS)
+    check_keys(where, table, CITY_KEYS)
     center = require(where, table, "center")
     if not isinstance(center, Mapping):
         raise ConfigError(f"{where}.center: expected {{ lat = …, lon = … }}")
@@ -249,7 +270,7 @@ def _parse_city(table: Mapping[str, Any]) -> CityInfo:
 
 def _parse_map(table: Mapping[str, Any]) -> MapSettings:
     where = "[map]"
-    check_keys(where, table, _MAP_KEYS)
+    check_keys(where, table, MAP_KEYS)
     defaults = MapSettings()
     steps = defaults.res_by_zoom
     if "res_by_zoom" in table:
@@ -277,7 +298,7 @@ def _parse_map(table: Mapping[str, Any]) -> MapSettings:
 
 def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
     where = "[cache]"
-    check_keys(where, table, _CACHE_KEYS)
+    check_keys(where, table, CACHE_KEYS)
     defaults = CacheSettings()
     return CacheSettings(
         type=choice(f"{where}.type", table.get("type", defaults.type),
@@ -291,7 +312,7 @@ def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
 
 def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
     where = "[live]"
-    check_keys(where, table, _LIVE_KEYS)
+    check_keys(where, table, LIVE_KEYS)
     d = LiveSettings()
 
     def duration(key: str, default: float) -> float:
@@ -321,30 +342,30 @@ def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
     )
 
 
-_TOUR_KEYS = {"layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en"}
+TOUR_KEYS = frozenset({
+    "layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en",
+})
 
 
-def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
-    from layers import LAYERS
-
+def _parse_tour(steps: Any, layers: Mapping[str, LayerSpec]) -> tuple[TourStep, ...]:
     if not isinstance(steps, list):
         raise ConfigError("[[tour]]: expected an array of tables")
     out = []
     for index, step in enumerate(steps):
         where = f"[[tour]] #{index + 1}"
-        check_keys(where, step, _TOUR_KEYS)
-        layer = choice(f"{where}.layer", require(where, step, "layer"), list(LAYERS), "layer")
+        check_keys(where, step, TOUR_KEYS)
+        layer = choice(f"{where}.layer", require(where, step, "layer"), layers, "layer")
         metric = step.get("metric")
         if metric is not None:
             try:
-                LAYERS[layer].metric(str(metric), ())
+                layers[layer].metric(str(metric), ())
             except KeyError:
                 if not str(metric).count(":"):  # per-source metrics are checked at run time
                     raise ConfigError(f"{where}.metric: unknown metric {metric!r} for layer "
                                       f"{layer!r}") from None
         overlays = tuple(str(o) for o in step.get("overlays", []))
         for overlay in overlays:
-            choice(f"{where}.overlays", overlay, list(LAYERS), "layer")
+            choice(f"{where}.overlays", overlay, layers, "layer")
         caption_en = str(step.get("caption_en", ""))
         out.append(TourStep(
             layer=layer,
@@ -358,17 +379,9 @@ def _parse_tour(steps: Any) -> tuple[TourStep, ...]:
     return tuple(out)
 
 
-def _parse_ops(raw: Mapping[str, Any], sources: tuple[Source, ...]) -> Any:
-    if "indicators" not in raw and "rules" not in raw:
-        return None
-    from ops.signs.settings import parse_ops_settings
-
-    return parse_ops_settings(raw, sources)
-
-
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
     where = f"[[boundaries]] #{index + 1}"
-    check_keys(where, table, _BOUNDARY_KEYS)
+    check_keys(where, table, BOUNDARY_KEYS)
     if table.get("crs") is not None:
         _check_crs(f"{where}.crs", str(table["crs"]))
     level = str(table.get("level", f"level{index + 1}"))
@@ -384,24 +397,21 @@ def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Bou
     )
 
 
-def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Source:
-    # Imported here: the registries import this module for ConfigError.
-    from data import adapter_names, get_adapter_class
-    from layers import LAYERS
-
+def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
+                  schema: ConfigSchema) -> Source:
     layer_id = str(require(f"[[sources]] #{index + 1}", table, "layer"))
     name = str(table.get("name", f"{layer_id}-{index + 1}"))
     where = f"[[sources]] {name!r}"
-    choice(f"{where}.layer", layer_id, list(LAYERS), "layer")
-    layer = LAYERS[layer_id]
+    choice(f"{where}.layer", layer_id, schema.layers, "layer")
+    layer = schema.layers[layer_id]
     role_name = str(table.get("role", layer.default_role))
     role = layer.roles.get(role_name)
     if role is None:
         raise ConfigError(f"{where}.role: unknown role {role_name!r} for layer {layer_id!r}; "
                           f"valid roles are: {', '.join(layer.roles)}")
     adapter_name = str(require(where, table, "adapter"))
-    choice(f"{where}.adapter", adapter_name, adapter_names(), "adapter")
-    adapter = get_adapter_class(adapter_name)
+    choice(f"{where}.adapter", adapter_name, schema.adapter_names(), "adapter")
+    adapter = schema.adapter(adapter_name)
     field_keys = set(role.field_names())
     check_keys(where, table, SOURCE_COMMON_KEYS | field_keys | set(adapter.options))
     for option in adapter.required_options:
@@ -435,22 +445,27 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path) -> Sourc
     )
 
 
-def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> CityConfig:
-    """Validate a parsed TOML document; paths resolve against ``base_dir``."""
-    check_keys("config", raw, {"city", "map", "cache", "live", "boundaries", "sources",
-                                "events", "users", "tour", "indicators", "rules"})
+#: The top-level tables config itself parses; features add theirs through sections.
+CORE_TABLES = ("city", "map", "cache", "live", "boundaries", "sources", "tour")
+
+
+def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = None, *,
+                 schema: ConfigSchema) -> CityConfig:
+    """Validate a parsed TOML document; paths resolve against ``base_dir``.
+
+    ``schema`` holds what the features above config contribute (layers, adapters,
+    their own sections); ``app.parse_config`` passes the whole app's.
+    """
+    check_keys("config", raw, set(CORE_TABLES) | set(schema.tables()))
     city_table = require("config", raw, "city")
-    sources = tuple(_parse_source(i, t, base_dir) for i, t in enumerate(raw.get("sources", [])))
+    sources = tuple(_parse_source(i, t, base_dir, schema)
+                    for i, t in enumerate(raw.get("sources", [])))
     unique_names("[[sources]]", (s.name for s in sources), "source")
     for source in sources:
         _check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
     attributions = tuple(str(a) for a in city_table.get("attributions", []))
-    events = users = None
-    if "events" in raw or "users" in raw:
-        from ops.events.settings import parse_events_settings, parse_users
-
-        events = parse_events_settings(raw.get("events", {}), base_dir) if "events" in raw else None
-        users = parse_users(raw.get("users", []))
+    context = SectionContext(base_dir=base_dir, sources=sources)
+    sections = {section: section.read(raw, context) for section in schema.sections}
     return CityConfig(
         city=_parse_city(city_table),
         map=_parse_map(raw.get("map", {})),
@@ -460,10 +475,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
         sources=sources,
         attributions=attributions,
         path=path,
-        events=events,
-        users=users or (),
-        tour=_parse_tour(raw.get("tour", [])),
-        ops=_parse_ops(raw, sources),
+        tour=_parse_tour(raw.get("tour", []), schema.layers),
+        sections=sections,
     )
 
 
@@ -496,8 +509,11 @@ def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
     return merged
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                schema: ConfigSchema) -> CityConfig:
     """Load and validate a city config; with no path, the built-in demo city.
+
+    ``schema``: see :func:`parse_config`; ``app.load_config(path)`` passes the app's.
 
     A config may start with ``extends = "other.toml"`` (a file in the same folder)
     and then only say what differs, e.g. the live demo over the snapshot city.
@@ -513,4 +529,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
             raise ConfigError(f"{config_path}: 'extends' must name a file in the same folder")
         seen.add(base_path)
         raw = merge_configs(_read_toml(base_path), raw)
-    return parse_config(raw, config_path.resolve().parent, config_path.resolve())
+    return parse_config(raw, config_path.resolve().parent, config_path.resolve(), schema=schema)
+
+
+__all__ = [
+    "BOUNDARY_KEYS", "CACHE_KEYS", "CITY_KEYS", "CORE_TABLES", "DEMO_CONFIG", "HISTORY_STORES",
+    "LANGUAGES", "LIVE_KEYS", "MAP_KEYS", "REPO_ROOT", "SHARED_MODES", "SNAPSHOT_CONFIG",
+    "SOURCE_COMMON_KEYS", "THEMES", "TOUR_KEYS", "Boundary", "CacheSettings", "CityConfig",
+    "CityInfo", "ConfigError", "Language", "LiveSettings", "MapSettings", "Source", "Theme",
+    "TourStep", "load_config", "merge_configs", "parse_config", "parse_duration",
+]

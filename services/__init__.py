@@ -83,6 +83,8 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     only follows. Event intake, event supervision and vital signs run after ingest
     rounds, whether or not a page is open.
     """
+    from ops.events.settings import EVENTS_SECTION
+    from ops.signs.settings import SIGNS_SECTION
     from store.city import CityData
     from store.ingest import IngestEngine
     from store.replication import open_shared
@@ -98,11 +100,11 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     engine = IngestEngine(store)
     services = Services(config=config, store=store, ingest=engine, replication=shared,
                         lineage=lineage)
-    if config.events is not None:
+    if config.section(EVENTS_SECTION) is not None:
         services.events = _start_events(store, engine)
         services.auth = services.events.auth
         services.secret_key = _secret_key()
-    if config.ops is not None:
+    if config.section(SIGNS_SECTION) is not None:
         services.signs = _start_signs(store, engine)
     if shared is not None:
         shared.start(engine, lead=start_ingest)
@@ -130,8 +132,12 @@ def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
     (overdue → escalation) at most every :data:`SUPERVISE_EVERY` seconds.
     """
     from ops.events.pipeline import EventPipeline
+    from ops.events.settings import EVENTS_SECTION, USERS_SECTION, User
 
-    pipeline = EventPipeline(store.config.events, store.config.users)
+    settings = store.config.section(EVENTS_SECTION)
+    assert settings is not None  # only started for a city with [events]
+    users: tuple[User, ...] = store.config.section(USERS_SECTION)
+    pipeline = EventPipeline(settings, users)
     pipeline.clock = lambda: store.clock.now().to_pydatetime()  # SLAs run on city time
     pipeline.ingest_city(store)
     pipeline.supervise()
@@ -152,8 +158,11 @@ def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
 def _start_signs(store: CityData, engine: IngestEngine) -> VitalSigns:
     """Evaluate indicators and warning rules after ingest rounds, every ``[live] refresh`` s."""
     from ops.signs.service import VitalSigns
+    from ops.signs.settings import SIGNS_SECTION
 
-    signs = VitalSigns.from_config(store, store.config.ops)
+    settings = store.config.section(SIGNS_SECTION)
+    assert settings is not None  # only started for a city with indicators or rules
+    signs = VitalSigns.from_config(store, settings)
     last = 0.0
 
     def after_round(_changed: bool) -> None:

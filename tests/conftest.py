@@ -50,16 +50,20 @@ def _private_events(config, tmp_path_factory):
     """The config with its event store in a temporary folder (tests never touch var/)."""
     import dataclasses
 
-    if config.events is None:
+    from ops.events.settings import EVENTS_SECTION
+
+    events = config.section(EVENTS_SECTION)
+    if events is None:
         return config
     path = tmp_path_factory.mktemp("events") / "events.sqlite3"
-    return dataclasses.replace(config, events=dataclasses.replace(config.events, path=path))
+    return config.with_section(EVENTS_SECTION, dataclasses.replace(events, path=path))
 
 
 @pytest.fixture(scope="session")
 def demo_config(tmp_path_factory):
     """The demo city as a snapshot (every source read once): deterministic counts."""
-    from config.city import SNAPSHOT_CONFIG, load_config
+    from app import load_config
+    from config.city import SNAPSHOT_CONFIG
 
     return _private_events(load_config(SNAPSHOT_CONFIG), tmp_path_factory)
 
@@ -67,7 +71,7 @@ def demo_config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def live_config(tmp_path_factory):
     """The live demo city (replays and simulated telemetry on an accelerated clock)."""
-    from config.city import load_config
+    from app import load_config
 
     return _private_events(load_config(), tmp_path_factory)
 

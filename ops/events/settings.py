@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config.kit import ConfigError, check_keys, choice, number, parse_duration, text, unique_names
+from config.sections import Section
 
 StoreKind = Literal["sqlite", "postgresql"]
 RoleName = Literal["operator", "viewer", "exhibition"]
@@ -181,4 +182,18 @@ def parse_users(entries: Sequence[Mapping[str, Any]]) -> tuple[User, ...]:
     return tuple(users)
 
 
-__all__ = ["EventsSettings", "User", "ROLES", "STORES", "parse_events_settings", "parse_users"]
+#: ``[events]`` as the city file's section: ``config.section(EVENTS_SECTION)`` is the
+#: pipeline's settings, None when the city has no event pipeline.
+EVENTS_SECTION = Section[EventsSettings | None](
+    "events", ("events",), lambda tables, context: parse_events_settings(tables["events"], context.base_dir),
+    default=None, keys={"events": _EVENTS_KEYS})
+#: ``[[users]]``: who may use the events API and the operations UI.
+USERS_SECTION = Section[tuple[User, ...]](
+    "users", ("users",), lambda tables, _context: parse_users(tables["users"]),
+    default=(), keys={"users": _USER_KEYS})
+
+
+__all__ = [
+    "EVENTS_SECTION", "ROLES", "STORES", "USERS_SECTION", "EventsSettings", "User",
+    "parse_events_settings", "parse_users",
+]

@@ -64,6 +64,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from config.sections import Section
 from ops.signs.indicator_spec import (
     BASELINES,
     INDICATOR_KINDS,
@@ -97,9 +98,16 @@ def parse_ops_settings(raw: Mapping[str, Any], sources: Sequence[Any] = ()) -> O
                        rules=parse_rules(raw.get("rules", []), indicators, sources=sources))
 
 
+#: ``[[indicators]]`` and ``[[rules]]`` as the city file's section:
+#: ``config.section(SIGNS_SECTION)`` is None when the city declares neither.
+SIGNS_SECTION = Section[OpsSettings | None](
+    "signs", ("indicators", "rules"),
+    lambda tables, context: parse_ops_settings(tables, context.sources), default=None)
+
+
 __all__ = [
     "BASELINES", "INDICATOR_KINDS", "RULE_KINDS", "SEVERITIES", "Band", "Direction",
-    "ForecastSpec", "Indicator", "OpsSettings", "Rule", "Severity", "Status", "Thresholds",
+    "ForecastSpec", "Indicator", "OpsSettings", "Rule", "SIGNS_SECTION", "Severity", "Status", "Thresholds",
     "parse_indicator", "parse_indicators", "parse_ops_settings", "parse_rule", "parse_rules",
     "role_columns",
 ]

@@ -9,7 +9,8 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from config.city import CityConfig, parse_config
+from app import parse_config
+from config.city import CityConfig
 from data import AdapterContext, get_adapter_class
 from tests.contract.sample import all_rows, source_table
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from config.city import parse_config
+from app import parse_config
 from config.clock import CityClock
 from data import AdapterContext, get_adapter_class
 from tests.contract.sample import BAD_ROWS, GOOD_ROWS, all_rows, source_table

@@ -165,7 +165,7 @@ COMPLAINT_ROWS = [(40.7580, -73.9855, "music"), (40.7581, -73.9856, "music"),
 @pytest.fixture()
 def noise_city(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A city whose only source feeds a sixth layer registered for this test only."""
-    from config.city import load_config
+    from app import load_config
 
     monkeypatch.setitem(LAYERS, NOISE.id, NOISE)
     with open(tmp_path / "noise.csv", "w", newline="", encoding="utf-8") as handle:

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.city import ConfigError, parse_config
+from app import parse_config
+from config.city import ConfigError
 from ops.signs import kit
 from ops.signs.rows import state_rows
 from ops.signs.rules import BUILTIN_RULE_KINDS, RULE_KINDS, parse_rule, register_rule_kind

@@ -511,8 +511,7 @@ def test_the_same_city_from_postgis_and_mqtt(files_app: str, testburg: Synthetic
 # -------------------------------------------------- a Chinese city: GCJ-02 and BD-09
 def test_a_chinese_city_with_gcj02_and_bd09_coordinates(tmp_path: Path) -> None:
     """Ceshi Town: requests with Chinese headers in GCJ-02, shops in BD-09, land in EPSG:4547."""
-    from app import create_app
-    from config.city import load_config
+    from app import create_app, load_config
 
     city = write_city(tmp_path / "city", CESHI, cache_dir=tmp_path / "cache")
     app = create_app(load_config(city.config_path), start_ingest=False)
@@ -639,9 +638,9 @@ def test_new_city_doc_names_every_config_key() -> None:
     from config import city as config
 
     text = DOC.read_text(encoding="utf-8")
-    tables = {"[city]": config._CITY_KEYS, "[map]": config._MAP_KEYS,
-              "[live]": config._LIVE_KEYS, "[cache]": config._CACHE_KEYS,
-              "[[boundaries]]": config._BOUNDARY_KEYS, "[[sources]]": config.SOURCE_COMMON_KEYS}
+    tables = {"[city]": config.CITY_KEYS, "[map]": config.MAP_KEYS,
+              "[live]": config.LIVE_KEYS, "[cache]": config.CACHE_KEYS,
+              "[[boundaries]]": config.BOUNDARY_KEYS, "[[sources]]": config.SOURCE_COMMON_KEYS}
     missing = {table: sorted(k for k in keys if f"`{k}`" not in text) for table, keys in tables.items()}
     assert not any(missing.values()), f"keys not described in docs/new-city.md: {missing}"
 

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from api.health import health_document
-from config.city import ConfigError, parse_config
+from app import parse_config
+from config.city import ConfigError
 from layers import LAYERS
 from store.city import CityData
 from store.history import PostgresHistory

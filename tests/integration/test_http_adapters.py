@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from config.city import parse_config
+from app import parse_config
 from data import AdapterContext, SourceError, get_adapter_class
 from tests.conftest import free_port
 from tests.http_fixtures import (

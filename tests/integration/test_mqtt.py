@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.city import ConfigError, parse_config
+from app import parse_config
+from config.city import ConfigError
 from data import AdapterContext, SourceError, get_adapter_class
 from data.mqtt import MqttAdapter, forget_session
 from tests.conftest import free_port, port_open, require

@@ -15,7 +15,8 @@ from typing import Any
 import h3
 import pytest
 
-from config.city import ConfigError, parse_config
+from app import parse_config
+from config.city import ConfigError
 from data import AdapterContext, SourceError, get_adapter_class
 from tests.conftest import free_port, require
 from tests.contract.sample import GOOD_ROWS

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.city import ConfigError, parse_config
+from app import parse_config
+from config.city import ConfigError
 from data import AdapterContext, get_adapter_class
 from store.ingest import IngestEngine
 from store.replication import Entry, SharedLive, decode_frame, encode_frame, shared_mode

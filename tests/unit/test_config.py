@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from config.city import ConfigError, load_config, parse_config
+from app import load_config, parse_config
+from config import city
+from config.city import ConfigError
+from config.kit import check_keys
+from config.sections import ConfigSchema, Section, SectionContext
 
 BOSTON = """
 [city]
@@ -108,3 +114,84 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     bad.write_text("[city\nname=", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+# ------------------------------------------------------- config imports no feature
+FEATURE_PACKAGES = ("layers", "data", "store", "render", "ops", "services", "api", "callbacks",
+                    "app")
+
+
+def test_config_imports_no_feature_module() -> None:
+    """Config is below every feature: loading it pulls in none of them (nor geo beyond crs)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import config.city, config.kit, config.sections, config.clock, "
+            "config.i18n; print('\\n'.join(sorted(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    features = sorted(m for m in loaded if m.split(".")[0] in FEATURE_PACKAGES)
+    assert "config.city" in loaded  # the probe really imported config
+    assert not features, f"config imports feature modules: {features}"
+
+
+def test_unknown_top_level_tables_list_core_and_feature_tables(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"city": {"name": "X", "center": {"lat": 1, "lon": 2}}, "bogus": {}}, tmp_path)
+    assert str(info.value) == (
+        "config: unknown key(s) 'bogus'; valid keys are: boundaries, cache, city, events, "
+        "indicators, live, map, rules, sources, tour, users")
+
+
+def _schema(*sections: Section[Any]) -> ConfigSchema:
+    from data import adapter_names, get_adapter_class
+    from layers import LAYERS
+
+    return ConfigSchema(layers=LAYERS, adapter_names=adapter_names, adapter=get_adapter_class,
+                        sections=sections)
+
+
+def test_a_section_is_one_registry_line_and_reads_back_typed(tmp_path: Path) -> None:
+    """A feature's table is parsed by its own parser, with the city's sources at hand."""
+    seen: list[tuple[Mapping[str, Any], SectionContext]] = []
+
+    def parse(tables: Mapping[str, Any], context: SectionContext) -> tuple[str, ...]:
+        seen.append((tables, context))
+        check_keys("[weather]", tables["weather"], {"stations"})
+        return tuple(str(s) for s in tables["weather"]["stations"])
+
+    weather = Section[tuple[str, ...]]("weather", ("weather",), parse, default=())
+    raw = {**_with_source(), "weather": {"stations": ["KNYC", "KJFK"]}}
+    config = city.parse_config(raw, tmp_path, schema=_schema(weather))
+    assert config.section(weather) == ("KNYC", "KJFK")
+    assert seen[0][1].base_dir == tmp_path and seen[0][1].sources == config.sources
+    assert config.with_section(weather, ("X",)).section(weather) == ("X",)
+    assert config.section(weather) == ("KNYC", "KJFK")  # with_section copies
+
+    empty = city.parse_config(_with_source(), tmp_path, schema=_schema(weather))
+    assert empty.section(weather) == () and len(seen) == 1  # absent: default, parser not called
+    with pytest.raises(ConfigError, match=r"\[weather\]: unknown key\(s\) 'colour'"):
+        city.parse_config({**raw, "weather": {"colour": 1}}, tmp_path, schema=_schema(weather))
+    # Without the section registered, its table is an unknown key naming the valid ones.
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) 'weather'; valid keys are: "
+                                          "boundaries, cache, city, live, map, sources, tour$"):
+        city.parse_config(raw, tmp_path, schema=_schema())
+
+
+def test_the_app_schema_lists_every_feature_section(live_config) -> None:
+    from app import config_schema
+    from ops.events.settings import EVENTS_SECTION, USERS_SECTION
+    from ops.signs.settings import SIGNS_SECTION
+
+    schema = config_schema()
+    assert schema.sections == (EVENTS_SECTION, USERS_SECTION, SIGNS_SECTION)
+    assert live_config.section(EVENTS_SECTION) is not None
+    assert live_config.section(SIGNS_SECTION).rules  # the live demo declares warning rules
+    assert "operator" in {u.role for u in live_config.section(USERS_SECTION)}
+
+
+def test_geometry_errors_become_config_errors_naming_the_key(tmp_path: Path) -> None:
+    raw = _with_source(name="trees", crs="EPSG:999999")
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, tmp_path)
+    assert str(info.value).startswith("[[sources]] 'trees'.crs: unknown CRS 'EPSG:999999'; use an EPSG")

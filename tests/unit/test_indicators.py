@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.city import ConfigError, parse_config
+from app import parse_config
+from config.city import ConfigError
 from data.base import normalise
 from layers import LAYERS
 from ops.signs.indicators import (
@@ -29,7 +30,13 @@ from ops.signs.indicators import (
     series,
     values_at,
 )
-from ops.signs.settings import Thresholds, parse_indicator, parse_indicators, parse_ops_settings
+from ops.signs.settings import (
+    SIGNS_SECTION,
+    Thresholds,
+    parse_indicator,
+    parse_indicators,
+    parse_ops_settings,
+)
 from store.city import CityData
 
 REPO = Path(__file__).resolve().parents[2]
@@ -385,7 +392,7 @@ def test_parse_indicators_refuses_what_it_does_not_know() -> None:
 
 
 def test_demo_config_declares_indicators_and_rules(live_config) -> None:
-    settings = live_config.ops  # the demo's indicators and rules, parsed with the city
+    settings = live_config.section(SIGNS_SECTION)  # the demo's indicators and rules, parsed with the city
     names = {i.name for i in settings.indicators}
     assert {"residents", "trips_per_hour", "enterprises", "devices_online", "pm25_mean",
             "requests_per_hour", "open_requests", "median_hours_to_close"} <= names

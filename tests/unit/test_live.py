@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.city import parse_config
+from app import parse_config
 from config.clock import CityClock
 from layers import LAYERS
 from store.city import CityData, aggregate

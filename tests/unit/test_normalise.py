@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pyproj import Transformer
 
-from config.city import parse_config
+from app import parse_config
 from data import AdapterContext, SourceError, normalise
 from geo.crs import bd09_to_gcj02, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_gcj02
 from layers import LAYERS

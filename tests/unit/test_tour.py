@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from app import parse_config
 from callbacks.tour import query_flag
-from config.city import ConfigError, parse_config
+from config.city import ConfigError
 
 CITY = {"name": "T", "center": {"lat": 1, "lon": 2}}
 
