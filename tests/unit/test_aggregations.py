@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config.city import parse_config
+from app import parse_config
 from data.base import Batch
 from geo.hexes import cell_area_km2, parents
 from layers import LAYERS
