@@ -188,7 +188,7 @@ def plain_app(demo_config):
 
     from app import create_app
 
-    return create_app(dataclasses.replace(demo_config, events=None, users=(), ops=None),
+    return create_app(dataclasses.replace(demo_config, sections={}),
                       start_ingest=False)
 
 
