@@ -38,7 +38,8 @@ from config.kit import (
     table_name,
     unique_names,
 )
-from config.sections import ConfigSchema, LayerSpec, Section, SectionContext
+from config.sections import ConfigSchema, Section, SectionContext
+from config.tour import TOUR_KEYS, TourStep, parse_tour
 from geo.crs import UnknownCRSError, check_crs
 
 T = TypeVar("T")
@@ -128,20 +129,6 @@ class LiveSettings:
     #: Rows the history writer holds while PostgreSQL is unreachable; more are dropped
     #: (and counted in /api/health).
     history_backlog: int = 500_000
-
-
-@dataclass(frozen=True)
-class TourStep:
-    """One stop of the exhibition tour: what to show, for how long, and what to say."""
-
-    layer: str
-    seconds: float
-    caption_zh: str
-    caption_en: str
-    metric: str | None = None
-    #: Drill to this unit of the top boundary level (None: the whole city).
-    district: str | None = None
-    overlays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -342,43 +329,6 @@ def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
     )
 
 
-TOUR_KEYS = frozenset({
-    "layer", "metric", "district", "overlays", "seconds", "caption_zh", "caption_en",
-})
-
-
-def _parse_tour(steps: Any, layers: Mapping[str, LayerSpec]) -> tuple[TourStep, ...]:
-    if not isinstance(steps, list):
-        raise ConfigError("[[tour]]: expected an array of tables")
-    out = []
-    for index, step in enumerate(steps):
-        where = f"[[tour]] #{index + 1}"
-        check_keys(where, step, TOUR_KEYS)
-        layer = choice(f"{where}.layer", require(where, step, "layer"), layers, "layer")
-        metric = step.get("metric")
-        if metric is not None:
-            try:
-                layers[layer].metric(str(metric), ())
-            except KeyError:
-                if not str(metric).count(":"):  # per-source metrics are checked at run time
-                    raise ConfigError(f"{where}.metric: unknown metric {metric!r} for layer "
-                                      f"{layer!r}") from None
-        overlays = tuple(str(o) for o in step.get("overlays", []))
-        for overlay in overlays:
-            choice(f"{where}.overlays", overlay, layers, "layer")
-        caption_en = str(step.get("caption_en", ""))
-        out.append(TourStep(
-            layer=layer,
-            metric=None if metric is None else str(metric),
-            district=None if step.get("district") is None else str(step["district"]),
-            overlays=overlays,
-            seconds=parse_duration(f"{where}.seconds", step.get("seconds", 20)),
-            caption_zh=str(step.get("caption_zh", caption_en)),
-            caption_en=caption_en,
-        ))
-    return tuple(out)
-
-
 def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Boundary:
     where = f"[[boundaries]] #{index + 1}"
     check_keys(where, table, BOUNDARY_KEYS)
@@ -475,7 +425,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
         sources=sources,
         attributions=attributions,
         path=path,
-        tour=_parse_tour(raw.get("tour", []), schema.layers),
+        tour=parse_tour(raw.get("tour", []), schema.layers),
         sections=sections,
     )
 

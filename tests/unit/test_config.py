@@ -126,7 +126,7 @@ def test_config_imports_no_feature_module() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import config.city, config.kit, config.sections, config.clock, "
+    code = ("import sys; import config.city, config.kit, config.sections, config.tour, config.clock, "
             "config.i18n; print('\\n'.join(sorted(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=Path(__file__).resolve().parents[2]).stdout.split()
