@@ -15,7 +15,8 @@ setup-test:
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy app.py geo config layers data store render ops api callbacks
+	.venv/bin/mypy app.py geo config layers data store render ops services api callbacks
+	.venv/bin/lint-imports  # the layering contract in pyproject.toml: imports go one way
 
 bench: setup-test
 	.venv/bin/python bench/first_map.py
