@@ -2,11 +2,14 @@
 
 Reading goes through pandas / geopandas (pyogrio); nothing here parses a format by
 hand. A file source re-reads itself when the file changes on disk, so a city can
-drop a new export in place and the layer follows.
+drop a new export in place and the layer follows. Every adapter here reads its
+format compressed too (``.gz``, or a ``.zip`` with one data member or the one named
+by ``member``): see :mod:`data.compressed`.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import Counter
 from dataclasses import replace
@@ -15,10 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
+from config.kit import ConfigError
 from data.base import AdapterBase, Batch, SourceError, normalise
+from data.compressed import DataFile, locate
 from geo.crs import CHINA_DATUMS
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from config.city import Source
 
 log = logging.getLogger(__name__)
@@ -27,10 +34,15 @@ log = logging.getLogger(__name__)
 class FileAdapter(AdapterBase):
     """Shared behaviour: resolve the path, read, normalise, re-read on change."""
 
-    options: ClassVar[frozenset[str]] = frozenset({"path"})
+    options: ClassVar[frozenset[str]] = frozenset({"path", "member"})
     required_options: ClassVar[frozenset[str]] = frozenset({"path"})
 
-    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        check_member(where, options)
+
+    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
         raise NotImplementedError
 
     def snapshot(self) -> Batch:
@@ -38,8 +50,9 @@ class FileAdapter(AdapterBase):
         if not path.exists():
             raise SourceError(f"file not found: {path}")
         rejected: Counter[str] = Counter()
+        member = self.source.options.get("member")
         try:
-            raw = self._read(path, rejected)
+            raw = self._read(locate(path, None if member is None else str(member)), rejected)
         except SourceError:
             raise
         except Exception as exc:  # any reader failure: say which file and why
@@ -70,6 +83,18 @@ class FileAdapter(AdapterBase):
         return super().updates(since)
 
 
+def check_member(where: str, options: Mapping[str, Any]) -> None:
+    """``member`` names a file inside a ``.zip`` path; anywhere else it is a mistake."""
+    if "member" not in options:
+        return
+    member = options["member"]
+    if not isinstance(member, str) or not member.strip():
+        raise ConfigError(f"{where}.member: expected the name of a file inside the zip archive")
+    if not str(options.get("path", "")).lower().endswith(".zip"):
+        raise ConfigError(f"{where}.member: only a .zip path has members; remove member "
+                          "or point path at the archive")
+
+
 def _reads_file_geometry(raw: pd.DataFrame, source: Source) -> bool:
     """True when points come from the frame's own geometry in a CRS the file declared."""
     import geopandas as gpd
@@ -87,32 +112,33 @@ class CsvAdapter(FileAdapter):
     """Delimited text; malformed lines (wrong number of fields) are skipped and counted."""
 
     name = "csv"
-    options = frozenset({"path", "encoding", "delimiter"})
+    options = frozenset({"path", "member", "encoding", "delimiter"})
 
-    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
         def bad_line(fields: list[str]) -> None:
             rejected["malformed line"] += 1
             return None
 
-        return pd.read_csv(
-            path,
-            dtype=str,
-            sep=str(self.source.options.get("delimiter", ",")),
-            encoding=str(self.source.options.get("encoding", "utf-8")),
-            encoding_errors="replace",
-            on_bad_lines=bad_line,
-            engine="python",
-            keep_default_na=True,
-        )
+        with data.open() as stream:  # decompressed as pandas reads it
+            return pd.read_csv(
+                stream,
+                dtype=str,
+                sep=str(self.source.options.get("delimiter", ",")),
+                encoding=str(self.source.options.get("encoding", "utf-8")),
+                encoding_errors="replace",
+                on_bad_lines=bad_line,
+                engine="python",
+                keep_default_na=True,
+            )
 
 
 class GeoFileAdapter(FileAdapter):
     """Anything GDAL reads through pyogrio: GeoJSON, GeoPackage, Shapefile …"""
 
     name = "geojson"
-    options = frozenset({"path", "layer_name", "encoding"})
+    options = frozenset({"path", "member", "layer_name", "encoding"})
 
-    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
         import geopandas as gpd
 
         kwargs: dict[str, Any] = {"engine": "pyogrio"}
@@ -120,7 +146,7 @@ class GeoFileAdapter(FileAdapter):
             kwargs["layer"] = self.source.options["layer_name"]
         if "encoding" in self.source.options:
             kwargs["encoding"] = self.source.options["encoding"]
-        frame = gpd.read_file(path, **kwargs)
+        frame = gpd.read_file(data.gdal_path(), **kwargs)
         if frame.crs is None:
             frame = frame.set_crs(self.source.crs if self.source.crs[:4].upper() == "EPSG"
                                   else "EPSG:4326")
@@ -132,25 +158,29 @@ class ParquetAdapter(FileAdapter):
 
     name = "parquet"
 
-    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
-        metadata = pq.read_schema(path).metadata or {}
+        # Parquet seeks to its footer: a compressed file is decompressed into memory.
+        source: Path | io.BytesIO = data.read_bytes() if data.compressed else data.path
+        metadata = pq.read_schema(source).metadata or {}
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
         if b"geo" in metadata:
             import geopandas as gpd
 
-            return gpd.read_parquet(path)
-        return pd.read_parquet(path)
+            return gpd.read_parquet(source)
+        return pd.read_parquet(source)
 
 
 class AnyFileAdapter(FileAdapter):
-    """Picks the reader from the file extension."""
+    """Picks the reader from the file extension (inside ``.gz`` / ``.zip``: the data's own)."""
 
     name = "file"
-    options = frozenset({"path", "layer_name", "encoding", "delimiter"})
+    options = frozenset({"path", "member", "layer_name", "encoding", "delimiter"})
 
-    def _read(self, path: Path, rejected: Counter[str]) -> pd.DataFrame:
-        suffix = path.suffix.lower()
+    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
+        suffix = data.suffix
         reader: type[FileAdapter]
         if suffix in (".csv", ".tsv", ".txt"):
             reader = CsvAdapter
@@ -158,4 +188,4 @@ class AnyFileAdapter(FileAdapter):
             reader = ParquetAdapter
         else:
             reader = GeoFileAdapter
-        return reader._read(self, path, rejected)  # type: ignore[arg-type]
+        return reader._read(self, data, rejected)  # type: ignore[arg-type]

@@ -8,11 +8,13 @@ first row lands at the clock's start — keeping every interval between rows (an
 between a request's opening and closing) as recorded, except gaps longer than
 ``compress_gaps`` (recorded samples months apart), which are shortened so the
 replay does not sit idle. With ``loop`` the file plays again, ids suffixed with
-the round number so they stay unique.
+the round number so they stay unique. The file may be compressed (``.csv.gz``, a
+``.zip``), as for the ``file`` adapter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -21,15 +23,21 @@ import pandas as pd
 
 from config.city import parse_duration
 from data.base import AdapterBase, AdapterContext, Batch
-from data.files import AnyFileAdapter
+from data.files import AnyFileAdapter, check_member
 
 
 class ReplayAdapter(AdapterBase):
     name = "replay"
     options: ClassVar[frozenset[str]] = frozenset(
-        {"path", "layer_name", "encoding", "delimiter", "compress_gaps", "loop", "warmup"})
+        {"path", "member", "layer_name", "encoding", "delimiter", "compress_gaps", "loop",
+         "warmup"})
     required_options: ClassVar[frozenset[str]] = frozenset({"path"})
     streaming = True
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        check_member(where, options)
 
     def __init__(self, source: Any, context: AdapterContext) -> None:
         super().__init__(source, context)

@@ -13,6 +13,7 @@ only on the seed, the device and *k*.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -21,16 +22,21 @@ import pandas as pd
 
 from config.city import ConfigError, parse_duration
 from data.base import AdapterBase, AdapterContext, Batch
-from data.files import AnyFileAdapter
+from data.files import AnyFileAdapter, check_member
 
 
 class SensorSimulator(AdapterBase):
     name = "simulator"
     options: ClassVar[frozenset[str]] = frozenset(
-        {"path", "layer_name", "encoding", "delimiter", "period", "offline_rate", "recovery_rate",
-         "reading_base", "seed"})
+        {"path", "member", "layer_name", "encoding", "delimiter", "period", "offline_rate",
+         "recovery_rate", "reading_base", "seed"})
     required_options: ClassVar[frozenset[str]] = frozenset({"path"})
     streaming = True
+
+    @classmethod
+    def check_options(cls, where: str, options: Mapping[str, Any],
+                      fields: Mapping[str, str]) -> None:
+        check_member(where, options)
 
     def __init__(self, source: Any, context: AdapterContext) -> None:
         super().__init__(source, context)
