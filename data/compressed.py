@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from data.base import SourceError
 
@@ -73,8 +73,8 @@ class DataFile:
     def open(self) -> Iterator[IO[bytes]]:
         """The data as a binary stream, decompressed as it is read."""
         if self.compression == "gzip":
-            with gzip.open(self.path, "rb") as stream:
-                yield stream
+            with gzip.open(self.path, "rb") as gz:
+                yield cast(IO[bytes], gz)
         elif self.compression == "zip":
             assert self.member is not None
             with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as stream:
