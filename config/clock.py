@@ -12,6 +12,7 @@ replicated log).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -24,27 +25,35 @@ class CityClock:
     """City time = ``origin`` + (wall time since start) × ``speed``.
 
     ``origin`` defaults to the wall time at start, so with ``speed = 1`` this is
-    the wall clock.
+    the wall clock. ``wall`` is where wall time comes from (:func:`time.time`);
+    tests drive the clock by passing their own.
+
+    >>> wall = iter([0.0, 0.0, 90.0]).__next__
+    >>> clock = CityClock(speed=60, origin=pd.Timestamp("2026-11-30 08:00", tz="UTC"), wall=wall)
+    >>> clock.now(), clock.now()
+    (Timestamp('2026-11-30 08:00:00+0000', tz='UTC'), Timestamp('2026-11-30 09:30:00+0000', tz='UTC'))
     """
 
     speed: float = 1.0
     origin: pd.Timestamp | None = None
-    _wall_start: float = field(default_factory=time.time, repr=False)
+    wall: Callable[[], float] = field(default=time.time, repr=False)
+    _wall_start: float = field(default=float("nan"), repr=False)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
             raise ValueError(f"clock speed must be positive, got {self.speed}")
+        if self._wall_start != self._wall_start:  # NaN: not given, the clock starts now
+            self._wall_start = self.wall()
         if self.origin is None:
             self.origin = pd.Timestamp(self._wall_start, unit="s", tz="UTC")
 
     def now(self) -> pd.Timestamp:
-        elapsed = (time.time() - self._wall_start) * self.speed
         assert self.origin is not None
-        return self.origin + pd.Timedelta(seconds=elapsed)
+        return self.origin + pd.Timedelta(seconds=self.elapsed())
 
     def elapsed(self) -> float:
         """City seconds since the clock started."""
-        return (time.time() - self._wall_start) * self.speed
+        return (self.wall() - self._wall_start) * self.speed
 
     @property
     def accelerated(self) -> bool:

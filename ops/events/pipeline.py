@@ -114,9 +114,11 @@ class EventPipeline:
     def supervise(self, now: datetime | None = None) -> list[Event]:
         """Escalate open events past their due time; idempotent for a given ``now``.
 
+        ``now`` defaults to :meth:`now`, the city clock that overdue flags are judged
+        on too, so an accelerated or replayed city escalates what it shows as overdue.
         Returns the events whose escalation level rose (each with one audit entry).
         """
-        now = now or datetime.now(UTC)
+        now = now or self.now()
         changes = []
         for event in self.store.overdue_candidates(now):
             escalated = escalate(event, now, self.policy.max_escalation)
