@@ -13,7 +13,6 @@ small HTML subset, the same text is escaped first (:func:`hover_text`).
 
 from __future__ import annotations
 
-import html as html_text
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from ops.events.model import (
     Event,
     Report,
 )
+from render.text import data_text
 
 MarkerKind = Literal["open", "overdue", "closed"]
 #: Map colours of event markers: open amber, overdue red, recently closed grey.
@@ -95,8 +95,8 @@ def status_text(status: str, language: str) -> str:
 
 
 def hover_text(text: str | None) -> str:
-    """Public text made inert for plotly's hover labels (which understand a little HTML)."""
-    return html_text.escape(text or "", quote=False)
+    """Public text made inert for plotly's hover labels: :func:`render.text.data_text`."""
+    return data_text(text)
 
 
 def closed_since(events: Iterable[Event], since: datetime) -> int:

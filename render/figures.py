@@ -23,6 +23,7 @@ from config.i18n import pick, t
 from geo.hexes import cell_ring, cells_geojson, to_hex
 from layers import DEFAULT_LAYER, LAYERS
 from layers.base import Metric
+from render.text import data_text, data_texts
 from render.zoom import zoom_scale
 from store.city import CityData, cells_in_view
 
@@ -194,8 +195,9 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
     layer = LAYERS[layer_id]
     lang = view.language
     cells = plan.grid
-    unit = pick(lang, metric.unit_zh, metric.unit_en)
-    title = pick(lang, metric.title_zh, metric.title_en)
+    unit = data_text(pick(lang, metric.unit_zh, metric.unit_en))
+    title = data_text(pick(lang, metric.title_zh, metric.title_en))
+    layer_title = data_text(layer.title(lang))
     # A stale layer is never drawn as if it were live: grey, faded, and said so.
     colours = STALE_SCALE if stale else themed_scale(layer.colorscale, view.theme)
     return {
@@ -220,7 +222,7 @@ def hex_trace(plan: HexPlan, metric: Metric, layer_id: str, view: MapView,
             "title_font": {"color": THEMES[view.theme]["text"]},
             "tickformat": "~s",
         },
-        "hovertemplate": (f"<b>{layer.symbol} {layer.title(lang)}</b><br>{title}: "
+        "hovertemplate": (f"<b>{layer.symbol} {layer_title}</b><br>{title}: "
                           f"%{{z:{_fmt(metric)}}} {unit}<br>{t('map.cell', lang)} %{{location}}"
                           f" · res {plan.res}<extra></extra>"),
     }
@@ -276,10 +278,9 @@ def points_trace(rows: pd.DataFrame, layer_id: str, view: MapView, uid: str,
                  size: float = 7.0) -> dict[str, Any]:
     layer = LAYERS[layer_id]
     lang = view.language
-    names = rows["name"].astype("string").fillna("").to_numpy(dtype=object) \
-        if "name" in rows else np.full(len(rows), "", dtype=object)
-    categories = rows["category"].astype("string").fillna("").to_numpy(dtype=object) \
-        if "category" in rows else np.full(len(rows), "", dtype=object)
+    # Names and categories come from other systems: plotly renders hover text as HTML.
+    names = _hover_column(rows, "name")
+    categories = _hover_column(rows, "category")
     return {
         "type": "scattermap",
         "uid": uid,
@@ -287,12 +288,19 @@ def points_trace(rows: pd.DataFrame, layer_id: str, view: MapView, uid: str,
         "mode": "markers",
         "lat": np.round(rows["lat"].to_numpy(dtype=float), 5).tolist(),
         "lon": np.round(rows["lon"].to_numpy(dtype=float), 5).tolist(),
-        "customdata": np.column_stack([rows["id"].astype(str).to_numpy(dtype=object), names,
+        "customdata": np.column_stack([_hover_column(rows, "id"), names,
                                        categories]).tolist() if len(rows) else [],
         "marker": {"size": size, "color": layer.marker_colour, "opacity": 0.85},
         "hovertemplate": (f"<b>{layer.symbol} %{{customdata[1]}}</b><br>%{{customdata[2]}}"
                           "<br>%{customdata[0]}<extra></extra>"),
     }
+
+
+def _hover_column(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as escaped hover text (:func:`render.text.data_text`); "" where missing."""
+    if column not in rows:
+        return np.full(len(rows), "", dtype=object)
+    return data_texts(rows[column])
 
 
 def line_trace(lats: list[float | None], lons: list[float | None], colour: str, width: float,
