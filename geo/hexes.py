@@ -78,7 +78,11 @@ def index_points(lat: NDArray[np.float64], lon: NDArray[np.float64], res: int) -
 
 
 def parents(cells: Cells, res: int) -> Cells:
-    """The ancestors at ``res`` of cells at resolution ``res`` or finer (vectorised)."""
+    """The ancestors at ``res`` of cells at resolution ``res`` or finer (vectorised).
+
+    The hierarchy of cell ids, not of points: an H3 parent does not cover all of its
+    children, so a point's cell at ``res`` is :func:`geo.exact.index_exact`'s.
+    """
     raw = np.asarray(cells, dtype=np.int64).view(np.uint64)
     unused_digits = np.uint64((1 << (3 * (15 - res))) - 1)
     out = (raw & ~_RES_MASK) | np.uint64(res << _RES_SHIFT) | unused_digits
