@@ -1,7 +1,9 @@
 """``/api/signs`` and ``/api/alerts``: the city's vital signs and alerts over HTTP.
 
 - ``GET /api/signs``: ``{"time", "indicators": [reading …]}`` (see
-  :meth:`~ops.signs.indicators.IndicatorReading.as_dict`);
+  :meth:`~ops.signs.indicators.IndicatorReading.as_dict`); ``time`` is when they
+  were evaluated, each reading's ``time`` the moment its value is for (a bucketed
+  indicator's stops at its sources' ``watermark``, also given);
 - ``GET /api/alerts?state=active|cleared|all``: ``{"time", "alerts": […]}``;
 - ``POST /api/alerts/<id>/ack`` (JSON body, may be ``{}``): acknowledges an alert.
   When an ``authorize`` hook is given, it must return True (e.g. "the user is an
@@ -54,9 +56,10 @@ def create_signs_blueprint(signs: VitalSigns, authorize: Callable[[], bool] | No
 
     @api.get("/signs")
     def get_signs() -> Any:
-        readings, _ = signs.current()
-        moment = readings[0].time if readings else reference_time(signs.data)
-        return jsonify({"time": moment.isoformat(), "indicators": [r.as_dict() for r in readings]})
+        readings, changes = signs.current()
+        # Each indicator carries its own time: bucketed ones stop at their data's watermark.
+        return jsonify({"time": changes.time.isoformat(),
+                        "indicators": [r.as_dict() for r in readings]})
 
     @api.get("/alerts")
     def get_alerts() -> Any:

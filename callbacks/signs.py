@@ -162,8 +162,13 @@ def change_text(change_pct: float | None, baseline_kind: str, language: str
     return f"{arrow} {abs(change_pct):.0f}% {against}", tone
 
 
-def sign_card(reading: IndicatorReading, language: str, theme: str) -> html.Div:
-    """One vital sign: value and unit, status colour, sparkline with forecast, change."""
+def sign_card(reading: IndicatorReading, language: str, theme: str,
+              zone: ZoneInfo | None = None, as_of: Any = None) -> html.Div:
+    """One vital sign: value and unit, status colour, sparkline with forecast, change.
+
+    A reading whose time is not the panel's ``as_of`` (a bucketed indicator whose
+    data lag: it stops at their watermark) says how far its data reach.
+    """
     unit = reading.unit(language)
     change, tone = change_text(reading.change_pct, reading.baseline_kind, language)
     flags: list[Any] = []
@@ -172,6 +177,10 @@ def sign_card(reading: IndicatorReading, language: str, theme: str) -> html.Div:
     if reading.stale:
         flags.append(html.Span(t("map.stale", language), className="ops-chip ops-bad"))
     foot: list[Any] = [html.Span(change, className=tone)]
+    if as_of is not None and reading.time != as_of:
+        foot.append(html.Span(t("signs.data_to", language,
+                                time=format_time(reading.time, zone or ZoneInfo("UTC"))),
+                              className="ops-sign-watermark"))
     predicted = reading.forecast
     if predicted is not None and predicted.times and _finite(predicted.mean[-1]):
         hours = (predicted.times[-1] - reading.time).total_seconds() / 3600.0
@@ -202,9 +211,10 @@ def signs_panel(readings: Sequence[IndicatorReading], language: str, theme: str,
                 zone: ZoneInfo) -> list[Any]:
     if not readings:
         return [html.P(t("signs.none", language), className="cb-hint")]
-    moment = format_time(readings[0].time, zone)
+    latest = max(r.time for r in readings)
+    moment = format_time(latest, zone)
     return [html.P(t("signs.as_of", language, time=moment), className="cb-muted ops-as-of"),
-            html.Div([sign_card(r, language, theme) for r in readings],
+            html.Div([sign_card(r, language, theme, zone, latest) for r in readings],
                      className="ops-signs-grid")]
 
 

@@ -50,6 +50,8 @@ SNAPSHOT_CONFIG = REPO_ROOT / "cities" / "nyc" / "snapshot.toml"
 
 Language = Literal["zh-CN", "en"]
 Theme = Literal["dark", "light"]
+Watermark = Literal["newest", "clock"]
+WATERMARKS: tuple[Watermark, ...] = ("newest", "clock")
 LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
 THEMES: tuple[Theme, ...] = ("dark", "light")
 
@@ -168,6 +170,9 @@ class Source:
     #: Live window and row bound for streaming sources (None: the [live] defaults).
     window: float | None = None
     max_rows: int | None = None
+    #: How far the source's data are complete: ``newest`` (its newest event time) or
+    #: ``clock`` (up to now: silence means nothing happened). See docs/indicators.md.
+    watermark: Watermark = "newest"
 
     def path(self, key: str = "path") -> Path:
         """An option naming a file, resolved against the config file's folder."""
@@ -217,7 +222,7 @@ BOUNDARY_KEYS = frozenset({
 #: Keys every source may have, whatever its adapter and layer.
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
-    "simulated", "stale_after", "window", "max_rows",
+    "simulated", "stale_after", "window", "max_rows", "watermark",
 })
 LIVE_KEYS = frozenset({
     "speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
@@ -392,6 +397,8 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
         window=None if window is None else parse_duration(f"{where}.window", window),
         max_rows=None if "max_rows" not in table else int(
             number(f"{where}.max_rows", table["max_rows"], 1)),
+        watermark=choice(f"{where}.watermark", table.get("watermark", "newest"), WATERMARKS,
+                         "watermark"),  # type: ignore[arg-type]
     )
 
 

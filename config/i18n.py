@@ -172,6 +172,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "signs.forecast": ("预测 +{span}：{mean}（{lower}–{upper}）",
                        "Forecast +{span}: {mean} ({lower}–{upper})"),
     "signs.as_of": ("截至 {time}", "as of {time}"),
+    "signs.data_to": ("数据至 {time}", "data to {time}"),
     "signs.failed": ("无法计算：{error}", "Cannot be computed: {error}"),
     "alerts.none": ("当前没有预警", "No active alerts"),
     "alerts.not_configured": ("本城市未配置预警规则（[[rules]]）。",

@@ -65,6 +65,8 @@ class CityData:
         self._totals: dict[str, IncrementalTotals] = {}
         self._source_versions: dict[str, int] = {s.name: 0 for s in config.sources}
         self.version = 0
+        #: Each source's newest event time, by (…, source, source version).
+        self._watermarks: dict[tuple[str, str, int], pd.Timestamp | None] = {}
         self.boundaries: tuple[BoundaryLevel, ...] = ()
         # Every live version also goes to PostgreSQL when configured (store.history);
         # the lambda asks whichever clock this data has (a subclass may replace it).
@@ -226,6 +228,37 @@ class CityData:
         if live is not None:
             return live.rows()
         return self._frames.get(name, pd.DataFrame())
+
+    def watermark(self, source: str) -> pd.Timestamp | None:
+        """The newest event time ingested from ``source`` (None: no timed row yet).
+
+        Live sources answer from their history log (every version received, kept
+        past the window), snapshot sources from their rows. Rows timed after the
+        city clock's now do not move it past now: a row from the future says
+        nothing about what the present holds. Cached per source version. A source
+        configured with ``watermark = "clock"`` is complete up to now.
+        """
+        spec = next((s for s in self.config.sources if s.name == source), None)
+        if spec is not None and spec.watermark == "clock":
+            return self.clock.now()
+        with self._lock:
+            key = ("watermark", source, self._source_versions.get(source, 0))
+            cached = self._watermarks.get(key, False)
+            if cached is not False:
+                return cached  # type: ignore[return-value]
+            live = self._live.get(source)
+            rows = self._frames.get(source, pd.DataFrame()) if live is None else \
+                (live.current if live.log.empty else live.log)
+        newest = None
+        if "time" in rows and rows["time"].notna().any():
+            newest = pd.Timestamp(rows["time"].max())
+        with self._lock:
+            self._watermarks = {k: v for k, v in self._watermarks.items() if k[1] != source}
+            self._watermarks[key] = newest
+        if newest is None:
+            return None
+        now = self.clock.now()
+        return min(newest, now) if self.is_live(source) else newest
 
     def areas(self, source: str) -> gpd.GeoDataFrame | None:
         return self._areas.get(source)

@@ -17,10 +17,14 @@ a short forecast. Values come from :class:`~store.city.CityData`:
   (:meth:`~store.live.LiveStore.state_at`). Sources read once (snapshots) have no
   past: their value is taken as it is now.
 
-Buckets end at ``now`` (``now − k·bucket``), so the last point of a series *is*
-the current value ("requests in the last hour"), and ``same_hour_yesterday`` is
-the point one day earlier. Everything is a pure function of ``(data, indicator,
-now)`` except what an ``IndicatorHistory`` remembers.
+Buckets end at the evaluation moment ``t`` (``t − k·bucket``), so the last point
+of a series *is* the current value ("requests in the last hour"), and
+``same_hour_yesterday`` is the point one day earlier. A bucketed indicator's ``t``
+is ``min(now, watermark)``, the **watermark** being how far its sources' data
+reach (the newest event time ingested, see :func:`evaluation_time`): a source that
+lags by two hours gives a series that ends two hours ago, not two empty buckets.
+Everything is a pure function of ``(data, indicator, now)`` except what an
+``IndicatorHistory`` remembers.
 
 Example::
 
@@ -52,6 +56,7 @@ from ops.signs.rows import (
     role_sources,
     state_rows,
     time_ns,
+    watermark,
 )
 from ops.signs.settings import Indicator, Status, Thresholds
 
@@ -151,6 +156,31 @@ def bucket_ends(now: pd.Timestamp, bucket: float, span: float) -> pd.DatetimeInd
     """``now − k·bucket`` for the buckets covering ``span`` seconds, oldest first."""
     periods = max(1, int(math.ceil(span / bucket - 1e-9)))
     return pd.date_range(end=now, periods=periods, freq=pd.Timedelta(seconds=bucket))
+
+
+def indicator_watermark(data: CityData, indicator: Indicator) -> pd.Timestamp | None:
+    """How far the indicator's sources have reached (see :func:`ops.signs.rows.watermark`)."""
+    role, source = indicator.role, indicator.source
+    if indicator.kind == "metric":
+        metric = data.metric(indicator.layer, indicator.metric)
+        role, source = metric.role, metric.source
+    return watermark(data, indicator.layer, role, source)
+
+
+def evaluation_time(data: CityData, indicator: Indicator, now: pd.Timestamp,
+                    ) -> tuple[pd.Timestamp, pd.Timestamp | None]:
+    """When the indicator is evaluated, and its sources' watermark.
+
+    A bucketed indicator is evaluated at ``min(now, watermark)``: its last bucket
+    ends where the data end, so no bucket is computed for hours the data have not
+    reached (an hourly mean is not empty because the readings lag by an hour, a
+    24-hour mean covers 24 hours). A state indicator is the state ingested now.
+    """
+    now = pd.Timestamp(now)
+    mark = indicator_watermark(data, indicator)
+    if indicator.bucketed and mark is not None and mark < now:
+        return mark, mark
+    return now, mark
 
 
 # ------------------------------------------------------------------ history
@@ -346,6 +376,8 @@ class IndicatorReading:
     #: Any of its sources is stale (no fresh data).
     stale: bool = False
     error: str | None = None
+    #: The newest event time its sources have delivered (None: no timed row yet).
+    watermark: pd.Timestamp | None = None
 
     def series(self) -> pd.Series:
         return pd.Series(self.series_values, index=pd.DatetimeIndex(self.series_times),
@@ -371,6 +403,7 @@ class IndicatorReading:
             "thresholds": None if self.thresholds is None else self.thresholds.as_dict(),
             "forecast": None if self.forecast is None else self.forecast.as_dict(),
             "simulated": self.simulated, "stale": self.stale, "error": self.error,
+            "watermark": None if self.watermark is None else self.watermark.isoformat(),
         }
 
 
@@ -401,8 +434,13 @@ def _forecast(indicator: Indicator, values: pd.Series, now: pd.Timestamp,
 def evaluate(data: CityData, indicator: Indicator, now: pd.Timestamp,
              history: IndicatorHistory | None = None, with_forecast: bool = True,
              ) -> IndicatorReading:
-    """Everything about one indicator at ``now``; records the current value in ``history``."""
-    now = pd.Timestamp(now)
+    """Everything about one indicator at ``now``; records the current value in ``history``.
+
+    A bucketed indicator is evaluated at its sources' watermark when that is
+    earlier than ``now`` (:func:`evaluation_time`); the reading's ``time`` says
+    when, and ``watermark`` how far the data reach.
+    """
+    now, mark = evaluation_time(data, indicator, now)
     span = indicator.window
     if with_forecast and indicator.forecast is not None and indicator.forecast.history:
         span = max(span, indicator.forecast.history)
@@ -428,6 +466,7 @@ def evaluate(data: CityData, indicator: Indicator, now: pd.Timestamp,
         status=status, thresholds=indicator.thresholds, forecast=predicted,
         simulated=any(s.simulated for s in sources),
         stale=any(data.health[s.name].is_stale() for s in sources if s.name in data.health),
+        watermark=mark,
     )
 
 
@@ -460,6 +499,7 @@ def evaluate_all(data: CityData, indicators: Sequence[Indicator], now: pd.Timest
 
 __all__ = [
     "IndicatorHistory", "IndicatorReading", "baseline", "bucket_ends", "bucket_values",
-    "current", "evaluate", "evaluate_all", "event_rows", "failed_reading", "filter_where",
+    "current", "evaluate", "evaluate_all", "evaluation_time", "event_rows", "failed_reading",
+    "filter_where", "indicator_watermark",
     "reference_time", "series", "state_rows", "state_value", "values_at",
 ]

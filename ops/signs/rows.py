@@ -44,6 +44,20 @@ def role_sources(data: CityData, layer: str, role: str, source: str | None = Non
                  and (source is None or s.name == source))
 
 
+def watermark(data: CityData, layer: str, role: str, source: str | None = None,
+              ) -> pd.Timestamp | None:
+    """How far the data of a role have reached: the oldest of its sources' watermarks.
+
+    Each source's watermark is the newest event time ingested from it
+    (:meth:`~store.city.CityData.watermark`); a role is only known up to the one
+    that lags most. Sources that have sent no timed row yet do not hold it back
+    (None when none has).
+    """
+    marks = [m for m in (data.watermark(s.name) for s in role_sources(data, layer, role, source))
+             if m is not None]
+    return min(marks) if marks else None
+
+
 def filter_where(frame: pd.DataFrame, where: Sequence[tuple[str, tuple[Any, ...]]]) -> pd.DataFrame:
     """Rows whose ``column`` holds one of the listed values, for every (column, values)."""
     mask = np.ones(len(frame), dtype=bool)
@@ -129,4 +143,4 @@ def time_ns(values: pd.Series) -> np.ndarray:
 
 
 __all__ = ["event_rows", "filter_where", "has_live_source", "reference_time", "role_sources",
-           "state_rows", "time_ns"]
+           "state_rows", "time_ns", "watermark"]
