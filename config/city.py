@@ -24,8 +24,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
+from config.clock import parse_start
 from config.kit import (
     ConfigError,
     check_keys,
@@ -41,6 +42,9 @@ from config.kit import (
 from config.sections import ConfigSchema, Section, SectionContext
 from config.tour import TOUR_KEYS, TourStep, parse_tour
 from geo.crs import UnknownCRSError, check_crs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 
@@ -103,6 +107,8 @@ class LiveSettings:
 
     #: City-clock speed: 1 is real time; a demo replay runs faster (e.g. 60).
     speed: float = 1.0
+    #: Where the city clock starts (UTC), for replays and "as of" reviews; None: now.
+    start: pd.Timestamp | None = None
     #: How often open pages refresh (seconds).
     refresh: float = 3.0
     #: How often streaming sources are polled by the ingest engine (seconds).
@@ -225,7 +231,7 @@ SOURCE_COMMON_KEYS = frozenset({
     "simulated", "stale_after", "window", "max_rows", "watermark",
 })
 LIVE_KEYS = frozenset({
-    "speed", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
+    "speed", "start", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
     "stale_after", "shared", "history_store", "history_dsn_env", "history_table",
     "history_retention", "history_backlog",
 })
@@ -302,7 +308,7 @@ def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
     )
 
 
-def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
+def _parse_live(table: Mapping[str, Any], timezone: str) -> LiveSettings:
     where = "[live]"
     check_keys(where, table, LIVE_KEYS)
     d = LiveSettings()
@@ -312,6 +318,7 @@ def _parse_live(table: Mapping[str, Any]) -> LiveSettings:
 
     return LiveSettings(
         speed=number(f"{where}.speed", table.get("speed", d.speed), 0.001, 100_000),
+        start=parse_start(f"{where}.start", table["start"], timezone) if "start" in table else None,
         refresh=duration("refresh", d.refresh),
         ingest_interval=duration("ingest_interval", d.ingest_interval),
         reload=duration("reload", d.reload),
@@ -423,11 +430,12 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
     attributions = tuple(str(a) for a in city_table.get("attributions", []))
     context = SectionContext(base_dir=base_dir, sources=sources)
     sections = {section: section.read(raw, context) for section in schema.sections}
+    city = _parse_city(city_table)
     return CityConfig(
-        city=_parse_city(city_table),
+        city=city,
         map=_parse_map(raw.get("map", {})),
         cache=_parse_cache(raw.get("cache", {})),
-        live=_parse_live(raw.get("live", {})),
+        live=_parse_live(raw.get("live", {}), city.timezone),
         boundaries=tuple(_parse_boundary(i, t, base_dir) for i, t in enumerate(raw.get("boundaries", []))),
         sources=sources,
         attributions=attributions,

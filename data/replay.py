@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from config.city import parse_duration
+from config.kit import ConfigError
 from data.base import AdapterBase, AdapterContext, Batch
 from data.files import AnyFileAdapter, check_member
 
@@ -46,6 +47,16 @@ class ReplayAdapter(AdapterBase):
         self.loop = bool(source.options.get("loop", True))
         warmup = source.options.get("warmup", 0)
         self.warmup = parse_duration(f"{source.name}.warmup", warmup)
+        #: The clock starts at a configured moment: rows keep their recorded times.
+        self.anchored = context.clock.anchored
+        if self.anchored:
+            self.loop = False
+            for key in ("warmup", "compress_gaps", "loop"):
+                if key in source.options and not (key == "loop" and source.options[key] is False):
+                    raise ConfigError(
+                        f"[[sources]] {source.name!r}.{key}: not used with [live] start (the replay "
+                        "then plays rows at their recorded times, those before the start already "
+                        f"in); remove {key} or [live] start")
         self._rows: pd.DataFrame | None = None
         self._offsets: np.ndarray = np.empty(0)
         self._span = 0.0
@@ -56,12 +67,19 @@ class ReplayAdapter(AdapterBase):
         reader = AnyFileAdapter(replace(self.source, adapter=AnyFileAdapter.name), self.context)
         batch = reader.snapshot()
         rows = batch.frame.dropna(subset=["time"]).sort_values("time", kind="stable")
-        gaps = rows["time"].diff().dt.total_seconds().fillna(0.0).to_numpy()
-        if self.max_gap is not None:
-            gaps = np.minimum(gaps, self.max_gap)
-        # With a warm-up, the first ``warmup`` seconds of the recording are already in
-        # the past when the clock starts, so the map opens on a filled window.
-        rows = rows.assign(_start=np.cumsum(gaps) - self.warmup)
+        if self.anchored:
+            # Seconds from the clock's start to each recorded time; what lies before
+            # the start is the warm-up.
+            start = (rows["time"] - self.context.clock.origin).dt.total_seconds().to_numpy()
+            self.warmup = max(0.0, -float(start.min())) if len(start) else 0.0
+            rows = rows.assign(_start=start)
+        else:
+            gaps = rows["time"].diff().dt.total_seconds().fillna(0.0).to_numpy()
+            if self.max_gap is not None:
+                gaps = np.minimum(gaps, self.max_gap)
+            # With a warm-up, the first ``warmup`` seconds of the recording are already in
+            # the past when the clock starts, so the map opens on a filled window.
+            rows = rows.assign(_start=np.cumsum(gaps) - self.warmup)
         rows = rows.assign(_release=rows["_start"])
         if "closed_time" in rows:
             rows = self._split_closures(rows)
@@ -109,9 +127,12 @@ class ReplayAdapter(AdapterBase):
             if not mask.any():
                 continue
             rows = self._rows.loc[mask].copy()
-            offsets = pd.Series(pd.to_timedelta(rows["_start"].to_numpy() + base, unit="s"),
-                                index=rows.index)
-            shift = (offsets + origin) - rows["time"]
+            if self.anchored:  # recorded times (and a single round)
+                shift = pd.Series(pd.Timedelta(0), index=rows.index)
+            else:
+                offsets = pd.Series(pd.to_timedelta(rows["_start"].to_numpy() + base, unit="s"),
+                                    index=rows.index)
+                shift = (offsets + origin) - rows["time"]
             rows = rows.drop(columns=["_start", "_release"])
             for column in rows.columns:
                 if str(rows[column].dtype).startswith("datetime64"):

@@ -45,7 +45,8 @@ class CityData:
 
     def __init__(self, config: CityConfig) -> None:
         self.config = config
-        self.clock = CityClock(speed=config.live.speed)
+        self.clock = CityClock(speed=config.live.speed, origin=config.live.start,
+                               anchored=config.live.start is not None)
         self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone,
                                       clock=self.clock)
         self.cache_dir = _cache_dir(config)

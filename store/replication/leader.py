@@ -104,7 +104,8 @@ class SharedLive:
         self.checkpoint_key = f"{self.namespace}{sid}:checkpoint"
         self.clock = SharedClock(speed=float(self.session["speed"]),
                                  origin=pd.Timestamp(int(self.session["origin"]), unit="ns", tz="UTC"),
-                                 _wall_start=float(self.session["wall_start"]))
+                                 _wall_start=float(self.session["wall_start"]),
+                                 anchored=config.live.start is not None)
         self.role: Literal["leader", "follower"] = "follower"
         self.leader: str | None = None
         self.last_id = "0-0"
@@ -129,8 +130,10 @@ class SharedLive:
         """The deployment's session (id, clock origin and speed): the first process sets it."""
         key = f"{self.namespace}session"
         wall_start = time.time()
-        proposal = {"id": uuid.uuid4().hex[:16], "wall_start": wall_start,
-                    "origin": pd.Timestamp(wall_start, unit="s", tz="UTC").value,
+        origin = self.config.live.start  # [live] start, else the clock starts now
+        if origin is None:
+            origin = pd.Timestamp(wall_start, unit="s", tz="UTC")
+        proposal = {"id": uuid.uuid4().hex[:16], "wall_start": wall_start, "origin": origin.value,
                     "speed": self.config.live.speed}
         self.client.set(key, json.dumps(proposal), nx=True, ex=self.session_ttl)
         raw = self.client.get(key)

@@ -82,7 +82,9 @@ class ReplicatedCityData(CityData):
 
     def __init__(self, config: CityConfig, clock: SharedClock | None = None) -> None:
         super().__init__(config)
-        self.clock: SharedClock = clock or SharedClock(speed=config.live.speed)
+        self.clock: SharedClock = clock or SharedClock(
+            speed=config.live.speed, origin=config.live.start,
+            anchored=config.live.start is not None)
         self.context = dc_replace(self.context, clock=self.clock)
         self.mode: Mode = "local"
         self.journal: Callable[[Entry], None] | None = None
