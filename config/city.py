@@ -179,6 +179,9 @@ class Source:
     #: How far the source's data are complete: ``newest`` (its newest event time) or
     #: ``clock`` (up to now: silence means nothing happened). See docs/indicators.md.
     watermark: Watermark = "newest"
+    #: Whether the rows go to the event queue; None: as the role says (a government
+    #: ``requests`` source does, an ``incidents`` source does not).
+    events: bool | None = None
 
     def path(self, key: str = "path") -> Path:
         """An option naming a file, resolved against the config file's folder."""
@@ -228,7 +231,7 @@ BOUNDARY_KEYS = frozenset({
 #: Keys every source may have, whatever its adapter and layer.
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
-    "simulated", "stale_after", "window", "max_rows", "watermark",
+    "simulated", "stale_after", "window", "max_rows", "watermark", "events",
 })
 LIVE_KEYS = frozenset({
     "speed", "start", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
@@ -386,6 +389,12 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
         raise ConfigError(f"{where}.where: expected a table of column = [values]")
     stale_after = table.get("stale_after")
     window = table.get("window")
+    events = table.get("events")
+    if events is not None and not isinstance(events, bool):
+        raise ConfigError(f"{where}.events: expected true or false, got {events!r}")
+    if events and role.geometry != "point":
+        raise ConfigError(f"{where}.events: only point sources can feed the event queue; "
+                          f"role {role_name!r} is {role.geometry}")
     return Source(
         name=name,
         layer=layer_id,
@@ -406,6 +415,7 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
             number(f"{where}.max_rows", table["max_rows"], 1)),
         watermark=choice(f"{where}.watermark", table.get("watermark", "newest"), WATERMARKS,
                          "watermark"),  # type: ignore[arg-type]
+        events=events,
     )
 
 

@@ -71,6 +71,11 @@ class Section(Generic[T]):
 class RoleSpec(Protocol):
     """A layer role as sources are checked against it (:class:`layers.base.Role`)."""
 
+    @property
+    def geometry(self) -> str:
+        """``point`` or ``area``."""
+        ...
+
     def field_names(self) -> tuple[str, ...]:
         """The normalised fields a source of this role may map its columns to."""
         ...

@@ -16,12 +16,15 @@ the event queue — and subclasses :class:`Layer` only to add profile sections::
                   overlay="points", overlay_role="complaints", point_roles=("complaints",))
 
 Code elsewhere never names a layer; it iterates the registry or asks it by property
-(:func:`event_roles`, :func:`outline_layers`, :func:`population_metric`), and
+(:func:`event_sources`, :func:`outline_layers`, :func:`population_metric`), and
 ``tests/contract/test_layer_contract.py`` holds every layer to the same contract.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from config.city import Source
 from layers import enterprises, government, land, people, things
 from layers.base import Field, Layer, Metric, PlaceRows, Role, Selector
 
@@ -34,9 +37,21 @@ DEFAULT_LAYER: str = next(iter(LAYERS))
 
 
 def event_roles() -> list[tuple[Layer, Role]]:
-    """Every (layer, role) whose rows are reports for the event pipeline."""
+    """Every (layer, role) whose rows are reports for the event pipeline by default."""
     return [(layer, role) for layer in LAYERS.values() for role in layer.roles.values()
             if role.feeds_events]
+
+
+def feeds_events(source: Source) -> bool:
+    """Whether a source's rows go to the event queue: its ``events`` key, else its role's flag."""
+    if source.events is not None:
+        return source.events
+    return LAYERS[source.layer].roles[source.role].feeds_events
+
+
+def event_sources(sources: Iterable[Source]) -> list[Source]:
+    """The sources whose rows are reports for the event pipeline (see :func:`feeds_events`)."""
+    return [source for source in sources if feeds_events(source)]
 
 
 def events_layer() -> Layer | None:
@@ -58,5 +73,6 @@ def population_metric() -> tuple[Layer, str] | None:
 
 __all__ = [
     "DEFAULT_LAYER", "LAYERS", "Field", "Layer", "Metric", "PlaceRows", "Role", "Selector",
-    "event_roles", "events_layer", "outline_layers", "population_metric",
+    "event_roles", "event_sources", "events_layer", "feeds_events", "outline_layers",
+    "population_metric",
 ]

@@ -140,7 +140,8 @@ class Layer:
     #: What the layer adds when shown as an overlay, and from which role.
     overlay: Overlay = "none"
     overlay_role: str | None = None
-    #: Per-source metrics made from the city's sources (e.g. one count per source).
+    #: Per-source metrics the layer adds for each of its sources, besides the
+    #: ``count:<source>`` every point source gets (see :meth:`metrics`).
     source_metrics: Callable[[Source], Sequence[Metric]] | None = None
     #: Roles whose rows are drawn as single points when zoomed in close.
     point_roles: tuple[str, ...] = ()
@@ -197,12 +198,20 @@ class Layer:
         return {}
 
     def metrics(self, sources: Sequence[Source] = ()) -> tuple[Metric, ...]:
-        """The layer's metrics for a city: the fixed ones, then one set per source."""
+        """The layer's metrics for a city: the fixed ones, then one set per source.
+
+        Every source of a point role gets ``count:<source>`` (its rows per cell), on
+        every layer; :attr:`source_metrics` adds the layer's own per-source metrics.
+        """
         per_source: list[Metric] = []
-        if self.source_metrics is not None:
-            for source in sources:
-                if source.layer == self.id:
-                    per_source.extend(self.source_metrics(source))
+        for source in sources:
+            if source.layer != self.id:
+                continue
+            role = self.roles.get(source.role)
+            if role is not None and role.geometry == "point":
+                per_source.extend(count_per_source(source))
+            if self.source_metrics is not None:
+                per_source.extend(self.source_metrics(source))
         return self.base_metrics + tuple(per_source)
 
     def metric(self, name: str | None, sources: Sequence[Source] = ()) -> Metric:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layers.base import Field, Layer, Metric, Role, count_per_source
+from layers.base import Field, Layer, Metric, Role
 
 ESTABLISHMENTS = Role(
     name="establishments",
@@ -33,6 +33,5 @@ LAYER = Layer(
     colorscale=("#0b1a33", "#12355b", "#1f5f8b", "#2f8fbf", "#5cc4e6", "#bdf0ff"),
     overlay="points",
     overlay_role="establishments",
-    source_metrics=count_per_source,
     point_roles=("establishments",),
 )

@@ -1,4 +1,9 @@
-"""政 Government: service requests from the public, and government service points."""
+"""政 Government: service requests from the public, incidents, and government service points.
+
+Requests (311 / 12345 hotline cases) feed the event queue; incidents (crimes, crashes,
+fires: what happened, recorded by an agency) are counted and mapped but are not cases
+for the queue; service points are where the public is served.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,21 @@ REQUESTS = Role(
                               breakdown=True),),
     feeds_events=True,
 )
+INCIDENTS = Role(
+    name="incidents",
+    geometry="point",
+    title_zh="事件记录",
+    title_en="Incidents",
+    fields=(
+        Field("category", title_zh="类型", title_en="Type", breakdown=True),
+        Field("severity", title_zh="严重程度", title_en="Severity", breakdown=True),
+        Field("agency", title_zh="报告部门", title_en="Reporting agency", breakdown=True),
+        Field("descriptor", title_zh="描述", title_en="Descriptor"),
+        Field("victims", "float", "伤亡人数", "People hurt"),
+    ),
+    # Recorded incidents are facts to count and map, not cases for someone to handle.
+    feeds_events=False,
+)
 SERVICE_POINTS = Role(
     name="service_points",
     geometry="point",
@@ -88,7 +108,7 @@ LAYER = Government(
     title_zh="政务",
     title_en="Government",
     symbol="政",
-    roles={"requests": REQUESTS, "service_points": SERVICE_POINTS},
+    roles={"requests": REQUESTS, "incidents": INCIDENTS, "service_points": SERVICE_POINTS},
     default_role="requests",
     base_metrics=(
         Metric("requests", "诉求工单", "Service requests", role="requests", unit_zh="件",
@@ -97,12 +117,16 @@ LAYER = Government(
                unit_zh="件", unit_en="requests"),
         Metric("hours_to_close", "办结时长中位数", "Median time to close", role="requests",
                agg="median", column="hours_to_close", unit_zh="小时", unit_en="hours", decimals=1),
+        Metric("incidents", "事件记录", "Incidents", role="incidents", unit_zh="起",
+               unit_en="incidents"),
+        Metric("victims", "伤亡人数", "People hurt", role="incidents", agg="sum",
+               column="victims", unit_zh="人", unit_en="people"),
         Metric("service_points", "服务点", "Service points", role="service_points", unit_zh="个",
                unit_en="points"),
     ),
     colorscale=("#230b14", "#4d1228", "#86193c", "#c2334a", "#ef6b4f", "#ffd08a"),
     overlay="points",
     overlay_role="service_points",
-    point_roles=("requests", "service_points"),
+    point_roles=("requests", "incidents", "service_points"),
     point_colour="#ff6b8b",
 )

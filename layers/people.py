@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layers.base import Field, Layer, Metric, Role, count_per_source
+from layers.base import Field, Layer, Metric, Role
 
 POPULATION = Role(
     name="population",
@@ -40,9 +40,8 @@ LAYER = Layer(
     ),
     colorscale=("#1b1f3a", "#4b2a6b", "#9c3b7a", "#e0605a", "#f9a646", "#fde68a"),
     overlay="none",
-    source_metrics=None,
     point_roles=("mobility",),
     population_metric="residents",
 )
 
-__all__ = ["LAYER", "count_per_source"]
+__all__ = ["LAYER"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layers.base import Field, Layer, Metric, Role, count_per_source
+from layers.base import Field, Layer, Metric, Role
 
 DEVICES = Role(
     name="devices",
@@ -32,6 +32,5 @@ LAYER = Layer(
     colorscale=("#081c24", "#0d3b45", "#126b70", "#1f9e90", "#5fd3a8", "#d2ffe0"),
     overlay="points",
     overlay_role="devices",
-    source_metrics=count_per_source,
     point_roles=("devices",),
 )

@@ -126,7 +126,7 @@ def _secret_key() -> str:
 
 
 def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
-    """Feed every government ``requests`` source into the event pipeline, now and after rounds.
+    """Feed every source that feeds events (see layers.feeds_events) into the pipeline, now and after rounds.
 
     Intake runs now and after every ingest round that brought new data; supervision
     (overdue → escalation) at most every :data:`SUPERVISE_EVERY` seconds.

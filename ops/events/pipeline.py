@@ -8,7 +8,7 @@ own, so any number of pipelines (one per gunicorn worker) can share one database
 Example::
 
     pipeline = EventPipeline(parse_events_settings(table, base_dir), users)
-    pipeline.ingest_city(city_data)          # every government ``requests`` source
+    pipeline.ingest_city(city_data)          # every source that feeds events (requests)
     pipeline.supervise()                     # escalate what is overdue
     pipeline.transition(7, "in_progress", actor="li.wei", role="operator",
                         expected_version=2)
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from layers import event_roles
+from layers import event_sources
 from ops.auth import Auth
 from ops.events.intake import reports_from_frame
 from ops.events.model import (
@@ -87,8 +87,10 @@ class EventPipeline:
         return result
 
     def ingest_city(self, data: CityData) -> IngestResult:
-        """Ingest every source playing a role whose rows feed events (government's ``requests``)."""
-        frames = [data.frame(layer.id, role.name) for layer, role in event_roles()]
+        """Ingest every source that feeds events: by its role (government's ``requests``)
+        unless the source's own ``events`` key says otherwise (see layers.feeds_events)."""
+        frames = [data.frame(source.layer, source.role, source.name)
+                  for source in event_sources(data.config.sources)]
         if len(frames) == 1:
             return self.ingest(frames[0])
         return self.ingest(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
