@@ -35,6 +35,7 @@ reprojection's rounding. ``write_city(folder)`` writes the files and ``city.toml
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -552,6 +553,49 @@ def _offices(spec: CitySpec, frame: _Frame, rng: np.random.Generator, directory:
                          Counter({"missing coordinates": 1}))
 
 
+def _incidents(spec: CitySpec, frame: _Frame, rng: np.random.Generator,
+               directory: Path) -> WrittenSource:
+    """Recorded incidents, gzip-compressed: crimes (Testburg, a Boston-like export in
+    WGS84) or traffic crashes (Ceshi, Chinese columns in the requests' GCJ-02)."""
+    if spec.language == "zh-CN":
+        columns = ["事故编号", "事故类型", "发生时间", "伤亡人数", "经度", "纬度"]
+        kinds, crs, time_format = ("追尾", "刮擦", "行人"), spec.requests.crs, "%Y-%m-%d %H:%M"
+    else:
+        columns = ["INCIDENT_NUMBER", "OFFENSE_DESCRIPTION", "OCCURRED_ON_DATE", "VICTIMS",
+                   "Long", "Lat"]
+        kinds, crs, time_format = ("LARCENY", "VANDALISM", "ASSAULT"), "EPSG:4326", \
+            "%Y-%m-%d %H:%M:%S"
+    uid, kind, when, victims, xcol, ycol = columns
+    to_crs = forward(crs)
+    start = datetime(2024, 5, 1)
+    records: list[dict[str, Any]] = []
+    for n, (lat, lon) in enumerate(frame.points(spec.n_requests // 4)):
+        x, y = to_crs(lon, lat)
+        occurred = start + timedelta(seconds=int(rng.integers(0, 30 * 86400)))
+        records.append({
+            uid: f"I{242_000_000 + n}", kind: str(rng.choice(kinds)),
+            when: occurred.strftime(time_format), victims: str(int(rng.integers(0, 3))),
+            xcol: coordinate_text(crs, x), ycol: coordinate_text(crs, y),
+            DEFECT: None, TRUE_LAT: lat, TRUE_LON: lon,
+        })
+    template = records[0]
+    bad = [{**template, uid: "I999000001", xcol: "", ycol: "", DEFECT: "missing coordinates",
+            TRUE_LAT: None, TRUE_LON: None},
+           {**template, uid: "I999000002", when: "unknown", DEFECT: "unparseable time",
+            TRUE_LAT: None, TRUE_LON: None}]
+    ordered = _with_defects(rng, records, bad)
+    plain = directory / "incidents.csv"
+    _write_csv(plain, columns, [[str(r[c]) for c in columns] for r in ordered],
+               [r[DEFECT] for r in ordered])
+    path = directory / "incidents.csv.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    truth = _truth(ordered, uid, category=kind, victims=victims)
+    truth["victims"] = truth["victims"].astype(float)
+    return WrittenSource("incidents", "government", "incidents", path, truth,
+                         _rejections(ordered), _table(ordered, columns))
+
+
 def _neighbourhoods(spec: CitySpec, frame: _Frame, rng: np.random.Generator,
                     directory: Path) -> tuple[gpd.GeoDataFrame, WrittenSource]:
     polygons: list[shapely.Geometry] = list(frame.grid(*spec.grid))
@@ -631,6 +675,15 @@ def city_toml(spec: CitySpec = TESTBURG, cache_dir: Path | None = None) -> str:
         offices = (f'adapter = "geojson"\npath = "offices.geojson"\ncrs = "{spec.offices_crs}"'
                    '                  # the file says WGS84; its numbers are GCJ-02\n')
     cache = f'\n[cache]\ndirectory = "{cache_dir.as_posix()}"\n' if cache_dir else ""
+    if spec.language == "zh-CN":
+        incidents_zh, incidents_en = "交通事故", "Traffic crashes"
+        incidents_fields = (f'crs = "{fmt.crs}"\nid = "事故编号"\ntime = "发生时间"\n'
+                            'category = "事故类型"\nvictims = "伤亡人数"\nlon = "经度"\nlat = "纬度"')
+    else:
+        incidents_zh, incidents_en = "治安案件", "Crime incidents"
+        incidents_fields = ('id = "INCIDENT_NUMBER"\ntime = "OCCURRED_ON_DATE"\n'
+                            'category = "OFFENSE_DESCRIPTION"\nvictims = "VICTIMS"\n'
+                            'lon = "Long"\nlat = "Lat"')
     return f'''\
 # {spec.name} ({spec.name_zh}): a SYNTHETIC city written by tests/synthetic_city.py.
 # Every number in its files is invented (seeded random); only the shapes of the files
@@ -768,6 +821,16 @@ role = "service_points"
 {offices}id = "office_id"
 label = "office_name"
 category = "kind"
+
+[[sources]]
+name = "incidents"
+title_zh = "{incidents_zh}"
+title_en = "{incidents_en}"
+layer = "government"
+role = "incidents"                    # counted and mapped; not cases for the event queue
+adapter = "csv"
+path = "incidents.csv.gz"             # compressed: read as it is decompressed
+{incidents_fields}
 '''
 
 
@@ -781,7 +844,7 @@ def write_city(directory: Path, spec: CitySpec = TESTBURG, seed: int = 7,
     written = [residents, _trips(spec, frame, rng, directory),
                _businesses(spec, frame, rng, directory), *_land(spec, frame, rng, directory),
                _assets(spec, frame, rng, directory), _requests(spec, frame, rng, directory),
-               _offices(spec, frame, rng, directory)]
+               _offices(spec, frame, rng, directory), _incidents(spec, frame, rng, directory)]
     config_path = directory / "city.toml"
     config_path.write_text(city_toml(spec, cache_dir), encoding="utf-8")
     return SyntheticCity(spec=spec, directory=directory, config_path=config_path,

@@ -563,8 +563,12 @@ def layers_reference() -> str:
             lines.append(f"| {head} | `{role.name}`{default} | {role.geometry} | {keys} |")
     lines += ["", "| layer | metric | shows | computed per cell as |", "|---|---|---|---|"]
     for layer in LAYERS.values():
-        # Per-source metrics, shown for a source called <name> (with `value` mapped).
-        example = [Source(name="<name>", layer=layer.id, role=layer.default_role, adapter="csv",
+        # Per-source metrics, shown for a source called <name> (with `value` mapped) of the
+        # layer's default role, or of its first point role when the default is an area.
+        point_roles = [r.name for r in layer.roles.values() if r.geometry == "point"]
+        role = layer.default_role if layer.roles[layer.default_role].geometry == "point" \
+            or not point_roles else point_roles[0]
+        example = [Source(name="<name>", layer=layer.id, role=role, adapter="csv",
                           title_zh="", title_en="(source title)", fields={"value": "…"}, options={},
                           base_dir=Path("."))]
         for n, metric in enumerate(layer.metrics(example)):
