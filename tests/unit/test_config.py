@@ -64,7 +64,7 @@ def _with_source(**extra: object) -> dict:
     (_with_source(colour="red"), "unknown key(s) 'colour'; valid keys are:"),
     (_with_source(adapter="ftp"), "unknown adapter 'ftp'; valid adapters are: csv"),
     (_with_source(layer="weather"), "unknown layer 'weather'; valid layers are: people"),
-    (_with_source(role="parks"), "valid roles are: requests, service_points"),
+    (_with_source(role="parks"), "valid roles are: requests, incidents, service_points"),
     (_with_source(crs="EPSG:999999"), "unknown CRS"),
     ({"city": {"name": "X", "center": {"lat": 1, "lon": 2}}, "bogus": {}}, "unknown key(s) 'bogus'"),
     ({"city": {"name": "X", "center": {"lat": 100, "lon": 2}}}, "outside [-90, 90]"),
