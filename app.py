@@ -59,6 +59,13 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
     return city.parse_config(raw, base_dir, path, schema=config_schema())
 
 
+def check_files(config: CityConfig) -> CityConfig:
+    """``config`` once its boundary and source files exist with their fields; see
+    config.city.check_files (a ConfigError naming the key otherwise)."""
+    city.check_files(config, schema=config_schema())
+    return config
+
+
 def on_callback_error(error: Exception, errors: CallbackErrors | None = None) -> None:
     """Log a failed callback and leave the page as it was.
 
@@ -109,7 +116,7 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
 def __getattr__(name: str) -> Any:
     """``app:server`` for gunicorn, built on first access (not at import)."""
     if name == "server":
-        return create_app(load_config(os.environ.get("CITYBRAIN_CONFIG"))).server
+        return create_app(check_files(load_config(os.environ.get("CITYBRAIN_CONFIG")))).server
     raise AttributeError(name)
 
 
@@ -122,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config)
+        config = check_files(load_config(args.config))
+        app = create_app(config)  # some mistakes show only when the city is built
     except ConfigError as exc:
         print(f"citybrain: {exc}", file=sys.stderr)
         return 2
-    app = create_app(config)
     log.info("serving %s on http://%s:%d/", config.city.name, args.host, args.port)
     app.run(host=args.host, port=args.port, debug=args.debug)
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from config.clock import parse_start
+from config.columns import check_boundary_file
 from config.kit import (
     ConfigError,
     check_keys,
@@ -249,6 +250,18 @@ def _check_crs(where: str, crs: str) -> None:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _timezone(where: str, value: Any) -> str:
+    """An IANA time zone name that this machine's zone database knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {value!r}; use an IANA name such as "
+                          f"'America/New_York', 'Asia/Shanghai' or 'UTC'") from None
+    return str(value)
+
+
 def _parse_city(table: Mapping[str, Any]) -> CityInfo:
     where = "[city]"
     check_keys(where, table, CITY_KEYS)
@@ -262,7 +275,7 @@ def _parse_city(table: Mapping[str, Any]) -> CityInfo:
         center_lat=number(f"{where}.center.lat", require(where, center, "lat"), -90, 90),
         center_lon=number(f"{where}.center.lon", require(where, center, "lon"), -180, 180),
         zoom=number(f"{where}.zoom", table.get("zoom", 10), 0, 22),
-        timezone=str(table.get("timezone", "UTC")),
+        timezone=_timezone(f"{where}.timezone", table.get("timezone", "UTC")),
         language=choice(f"{where}.language", table.get("language", "zh-CN"), LANGUAGES,
                          "language"),  # type: ignore[arg-type]
         theme=choice(f"{where}.theme", table.get("theme", "dark"), THEMES, "theme"),  # type: ignore[arg-type]
@@ -350,7 +363,7 @@ def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Bou
     if table.get("crs") is not None:
         _check_crs(f"{where}.crs", str(table["crs"]))
     level = str(table.get("level", f"level{index + 1}"))
-    return Boundary(
+    boundary = Boundary(
         path=(base_dir / str(require(where, table, "path"))).resolve(),
         name_field=str(require(where, table, "name_field")),
         level=level,
@@ -360,6 +373,7 @@ def _parse_boundary(index: int, table: Mapping[str, Any], base_dir: Path) -> Bou
         parent_field=table.get("parent_field"),
         crs=None if table.get("crs") is None else str(table["crs"]),
     )
+    return boundary
 
 
 def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
@@ -455,6 +469,21 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
     )
 
 
+def check_files(config: CityConfig, *, schema: ConfigSchema) -> None:
+    """Refuse a config whose files are missing or lack the fields it names.
+
+    Every boundary file and every file source (through its adapter's ``check_source``)
+    is checked from its header alone, so this is quick. :func:`parse_config` does not
+    do it (a config can be parsed before its data is in place); the command line and
+    ``app:server`` do, before building anything, and the same checks run again at the
+    first read of each file with the same message.
+    """
+    for boundary in config.boundaries:
+        check_boundary_file(f"[[boundaries]] {boundary.level!r}", boundary)
+    for source in config.sources:
+        schema.adapter(source.adapter).check_source(f"[[sources]] {source.name!r}", source)
+
+
 def _read_toml(config_path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(config_path.read_text(encoding="utf-8"))
@@ -512,5 +541,5 @@ __all__ = [
     "LANGUAGES", "LIVE_KEYS", "MAP_KEYS", "REPO_ROOT", "SHARED_MODES", "SNAPSHOT_CONFIG",
     "SOURCE_COMMON_KEYS", "THEMES", "TOUR_KEYS", "Boundary", "CacheSettings", "CityConfig",
     "CityInfo", "ConfigError", "Language", "LiveSettings", "MapSettings", "Source", "Theme",
-    "TourStep", "load_config", "merge_configs", "parse_config", "parse_duration",
+    "TourStep", "check_files", "load_config", "merge_configs", "parse_config", "parse_duration",
 ]

@@ -109,6 +109,10 @@ class AdapterSpec(Protocol):
         """Refuse a source's options with a ConfigError naming the key."""
         ...
 
+    def check_source(self, where: str, source: Source) -> None:
+        """Refuse a built source (a missing file, an absent column) with a ConfigError."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConfigSchema:

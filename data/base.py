@@ -103,6 +103,11 @@ class AdapterBase:
         """Default: the options need no check beyond their keys."""
         return None
 
+    @classmethod
+    def check_source(cls, where: str, source: Source) -> None:
+        """Default: nothing to check beyond the options."""
+        return None
+
     def snapshot(self) -> Batch:
         raise NotImplementedError
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
+from config.columns import check_file_source
 from config.kit import ConfigError
 from data.base import AdapterBase, Batch, SourceError, normalise
 from data.compressed import DataFile, locate
@@ -42,13 +43,20 @@ class FileAdapter(AdapterBase):
                       fields: Mapping[str, str]) -> None:
         check_member(where, options)
 
+    @classmethod
+    def check_source(cls, where: str, source: Source) -> None:
+        """The file exists and has the mapped columns (see :mod:`config.columns`)."""
+        check_file_source(where, source)
+
     def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
         raise NotImplementedError
 
     def snapshot(self) -> Batch:
         path = self.source.path()
-        if not path.exists():
-            raise SourceError(f"file not found: {path}")
+        try:  # the message the config check gives at start-up, at every read
+            check_file_source(f"[[sources]] {self.source.name!r}", self.source)
+        except ConfigError as exc:
+            raise SourceError(str(exc)) from None
         rejected: Counter[str] = Counter()
         member = self.source.options.get("member")
         try:

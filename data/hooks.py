@@ -30,6 +30,7 @@ hook                       called by
 ``options``                the config loader: the keys a source may set
 ``required_options``       the config loader: keys a source must set
 ``check_options``          the config loader, so option mistakes fail at start-up
+``check_source``           the config loader, once the source is built (files, columns)
 ``default_fields``         the adapter base: a minimal source's field mapping
 ``streaming``              the store: a live window and polling of ``updates``
 ``process_local_cursor``   replication: a new leader restarts such sources
@@ -94,6 +95,16 @@ class Adapter(Protocol):
         """
         ...
 
+    @classmethod
+    def check_source(cls, where: str, source: Source) -> None:
+        """Validate what needs the whole, resolved source, when the config loads.
+
+        For what :meth:`check_options` cannot see: a file that must exist (its path
+        resolved against the config's folder) and the columns the field mapping names.
+        A mistake raises :class:`config.city.ConfigError` naming the key to fix.
+        """
+        ...
+
     def snapshot(self) -> Batch:
         """Everything the source holds now (within its configured window)."""
         ...
@@ -110,7 +121,7 @@ class Adapter(Protocol):
 #: The hooks of :class:`Adapter`, in the order declared above.
 HOOKS: tuple[str, ...] = (
     "name", "options", "required_options", "default_fields", "streaming",
-    "process_local_cursor", "check_options", "snapshot", "updates", "close",
+    "process_local_cursor", "check_options", "check_source", "snapshot", "updates", "close",
 )
 
 

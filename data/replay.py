@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from config.city import parse_duration
+from config.columns import check_file_source
 from config.kit import ConfigError
 from data.base import AdapterBase, AdapterContext, Batch
 from data.files import AnyFileAdapter, check_member
@@ -39,6 +40,11 @@ class ReplayAdapter(AdapterBase):
     def check_options(cls, where: str, options: Mapping[str, Any],
                       fields: Mapping[str, str]) -> None:
         check_member(where, options)
+
+    @classmethod
+    def check_source(cls, where: str, source: Any) -> None:
+        """The file it plays exists and has the mapped columns (see :mod:`config.columns`)."""
+        check_file_source(where, source)
 
     def __init__(self, source: Any, context: AdapterContext) -> None:
         super().__init__(source, context)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from config.city import Boundary
+from config.columns import check_boundary_file
 from geo.areal import apportion
 
 
@@ -54,7 +55,11 @@ def boundary_to_wgs84(units: gpd.GeoDataFrame, crs: str | None) -> gpd.GeoDataFr
 
 
 def load_boundary(spec: Boundary, base_res: int, cache_dir: Path) -> BoundaryLevel:
-    """One admin level read from its file, in WGS84, with every base cell assigned to a unit."""
+    """One admin level read from its file, in WGS84, with every base cell assigned to a unit.
+
+    A missing file or field is a :class:`~config.kit.ConfigError` naming the key to fix.
+    """
+    check_boundary_file(f"[[boundaries]] {spec.level!r}", spec)
     units = gpd.read_file(spec.path) if spec.path.suffix.lower() not in (".parquet",) \
         else gpd.read_parquet(spec.path)
     units = boundary_to_wgs84(units, spec.crs)
