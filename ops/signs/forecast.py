@@ -12,6 +12,9 @@ chosen by how much history there is:
 * fewer, a constant series, or a fit that fails: the **naive** forecast — the last
   value, with a band of ± z·σ of the series — and ``method = "naive"`` says so.
 
+Whether ETS is *used* is not decided here: :mod:`ops.signs.backtest` tests it, persistence
+and the seasonal-naive forecast on the indicator's own history and keeps the best.
+
 Nothing here raises on odd input: a forecast is an aid, and a bad fit must never
 take the vital signs down with it.
 
@@ -36,7 +39,9 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-Method = Literal["ets", "naive", "none"]
+#: ``naive``: the last value carried forward (persistence); ``seasonal_naive``: the value
+#: one season earlier; ``ets``: the fitted model; ``none``: no data.
+Method = Literal["ets", "naive", "seasonal_naive", "none"]
 
 #: Shortest series fitted with a model at all, and with a damped trend.
 MIN_POINTS_SES = 5
@@ -56,6 +61,20 @@ class Forecast:
     level: float = 0.8
     #: Why the naive fallback was used, if it was.
     note: str = ""
+    #: Skill per step, ``1 − MAE(model) / MAE(baseline)`` on the rolling-origin backtest of
+    #: the indicator's own history (NaN: not backtested). Empty: never backtested.
+    skill: tuple[float, ...] = ()
+    #: The baseline the skill is measured against (``persistence`` / ``seasonal_naive``).
+    baseline: str = ""
+    #: The backtest behind ``skill`` (an :class:`ops.signs.backtest.Backtest`), if any.
+    backtest: Any = None
+
+    def skill_at(self, when: pd.Timestamp) -> float:
+        """The skill at forecast time ``when`` (NaN when unknown)."""
+        for at, skill in zip(self.times, self.skill, strict=False):
+            if at == when:
+                return skill
+        return math.nan
 
     def band(self, which: Literal["upper", "lower", "mean"]) -> tuple[float, ...]:
         return {"upper": self.upper, "lower": self.lower, "mean": self.mean}[which]
@@ -87,6 +106,8 @@ class Forecast:
             "mean": [_json_number(v) for v in self.mean],
             "lower": [_json_number(v) for v in self.lower],
             "upper": [_json_number(v) for v in self.upper],
+            "skill": [_json_number(v) for v in self.skill], "baseline": self.baseline,
+            "backtest": None if self.backtest is None else self.backtest.as_dict(),
         }
 
 
@@ -94,7 +115,8 @@ def _json_number(value: float) -> float | None:
     return None if not math.isfinite(value) else round(float(value), 6)
 
 
-def _future_times(series: pd.Series, steps: int, step: pd.Timedelta | None) -> tuple[pd.Timestamp, ...]:
+def future_times(series: pd.Series, steps: int, step: pd.Timedelta | None) -> tuple[pd.Timestamp, ...]:
+    """The ``steps`` times after the series' last one, ``step`` apart (default: its last step)."""
     if not isinstance(series.index, pd.DatetimeIndex) or len(series.index) == 0:
         return tuple(pd.Timestamp(i) for i in range(steps))  # type: ignore[arg-type]
     if step is None:
@@ -103,7 +125,7 @@ def _future_times(series: pd.Series, steps: int, step: pd.Timedelta | None) -> t
     return tuple(last + step * (k + 1) for k in range(steps))
 
 
-def _prepare(series: pd.Series) -> pd.Series:
+def prepare(series: pd.Series) -> pd.Series:
     """Leading/trailing gaps dropped, inner gaps interpolated (ETS takes no NaN)."""
     values = pd.to_numeric(series, errors="coerce").astype(float)
     values = values.replace([np.inf, -np.inf], np.nan)
@@ -120,8 +142,8 @@ def _prepare(series: pd.Series) -> pd.Series:
 def naive_forecast(series: pd.Series, steps: int, level: float = 0.8, note: str = "",
                    step: pd.Timedelta | None = None) -> Forecast:
     """The last value carried forward, with a band of ± z·σ of the series (σ = 0 below 2 points)."""
-    values = _prepare(series)
-    times = _future_times(series, steps, step)
+    values = prepare(series)
+    times = future_times(series, steps, step)
     if values.empty:
         nan = (math.nan,) * steps
         return Forecast("none", "no data", times, nan, nan, nan, level, note or "no data")
@@ -135,6 +157,21 @@ def naive_forecast(series: pd.Series, steps: int, level: float = 0.8, note: str 
                     (upper,) * steps, level, note)
 
 
+def ets_spec(points: int, season: int | None) -> tuple[dict[str, Any], str, int]:
+    """The ETS model fitted to ``points`` values: (ETSModel keywords, name, fewest points).
+
+    Seasonal once two full seasons (and two points) are there, damped trend from
+    :data:`MIN_POINTS_TREND` points, simple exponential smoothing below.
+    """
+    if season is not None and season >= 2 and points >= 2 * season + 2:
+        return ({"trend": None, "seasonal": "add", "seasonal_periods": season,
+                 "initialization_method": "heuristic"}, f"ETS(A,N,A) season {season}",
+                2 * season + 2)
+    if points >= MIN_POINTS_TREND:
+        return {"trend": "add", "damped_trend": True}, "ETS(A,Ad,N)", MIN_POINTS_TREND
+    return {"trend": None}, "ETS(A,N,N)", MIN_POINTS_SES
+
+
 def forecast(series: pd.Series, steps: int, *, season: int | None = None, level: float = 0.8,
              step: pd.Timedelta | None = None) -> Forecast:
     """Forecast ``steps`` values after the end of ``series`` (a regular series).
@@ -143,24 +180,14 @@ def forecast(series: pd.Series, steps: int, *, season: int | None = None, level:
     buckets); it is used only when the series holds two full seasons and more.
     Counts (a series never negative) get bands clipped at zero.
     """
-    values = _prepare(series)
+    values = prepare(series)
     if steps <= 0:
         return Forecast("none", "no horizon", (), (), (), (), level)
     if len(values) < MIN_POINTS_SES:
         return naive_forecast(series, steps, level, f"{len(values)} points: too few to fit", step)
     if float(values.max() - values.min()) <= 1e-12 * max(1.0, abs(float(values.iloc[-1]))):
         return naive_forecast(series, steps, level, "constant series", step)
-    seasonal = season is not None and season >= 2 and len(values) >= 2 * season + 2
-    if seasonal:
-        spec: dict[str, Any] = {"trend": None, "seasonal": "add", "seasonal_periods": season,
-                                "initialization_method": "heuristic"}
-        model_name = f"ETS(A,N,A) season {season}"
-    elif len(values) >= MIN_POINTS_TREND:
-        spec = {"trend": "add", "damped_trend": True}
-        model_name = "ETS(A,Ad,N)"
-    else:
-        spec = {"trend": None}
-        model_name = "ETS(A,N,N)"
+    spec, model_name, _ = ets_spec(len(values), season)
     # Imported outside the try: a missing statsmodels is an install error to see,
     # not a reason to quietly answer with a naive forecast.
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
@@ -183,9 +210,9 @@ def forecast(series: pd.Series, steps: int, *, season: int | None = None, level:
         return naive_forecast(series, steps, level, "fit gave no finite forecast", step)
     if (values >= 0).all():
         mean, lower, upper = np.maximum(mean, 0.0), np.maximum(lower, 0.0), np.maximum(upper, 0.0)
-    return Forecast("ets", model_name, _future_times(series, steps, step),
+    return Forecast("ets", model_name, future_times(series, steps, step),
                     tuple(map(float, mean)), tuple(map(float, lower)), tuple(map(float, upper)),
                     level)
 
 
-__all__ = ["Forecast", "forecast", "naive_forecast"]
+__all__ = ["Forecast", "ets_spec", "forecast", "naive_forecast", "prepare", "future_times"]

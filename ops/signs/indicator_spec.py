@@ -36,7 +36,13 @@ _INDICATOR_KEYS = frozenset({
     "decimals", "thresholds", "forecast",
 })
 _THRESHOLD_KEYS = frozenset({"warn", "alarm", "direction"})
-_FORECAST_KEYS = frozenset({"horizon", "history", "season"})
+_FORECAST_KEYS = frozenset({"horizon", "history", "season", "retest"})
+#: Most buckets of history a forecast is backtested and fitted on (bounds the cost).
+MAX_HISTORY_BUCKETS = 2016
+#: History backtested by default: a week, or :data:`MAX_HISTORY_BUCKETS` if fewer.
+DEFAULT_HISTORY = 7 * 86400.0
+#: Backtests are rerun once this many new buckets have arrived (by default).
+DEFAULT_RETEST_BUCKETS = 6
 
 _RULE_COMMON = frozenset({"name", "kind", "severity", "title_zh", "title_en", "message_zh",
                           "message_en", "enabled"})
@@ -97,10 +103,30 @@ class ForecastSpec:
     """How far ahead an indicator is forecast, from how much history, with what season."""
 
     horizon: float = 3 * 3600.0
-    #: Length of the series the model is fitted on (None: the indicator's window).
+    #: How much of the indicator's own history the models are backtested and fitted on
+    #: (None: a week, at most :data:`MAX_HISTORY_BUCKETS` buckets).
     history: float | None = None
-    #: Seasonal period (e.g. one day); used once the history holds two full seasons.
-    season: float | None = None
+    #: Seasonal period (default one day; None: no season): the seasonal-naive baseline's
+    #: lag, and ETS's season once the history holds two full seasons.
+    season: float | None = 86400.0
+    #: City seconds a backtest is reused for (None: :data:`DEFAULT_RETEST_BUCKETS` buckets).
+    retest: float | None = None
+
+    def history_span(self, bucket: float) -> float:
+        """Seconds of history the forecast is backtested and fitted on."""
+        return self.history if self.history is not None else min(
+            DEFAULT_HISTORY, MAX_HISTORY_BUCKETS * bucket)
+
+    def season_buckets(self, bucket: float) -> int | None:
+        """The season in buckets (None: no season, or one shorter than two buckets)."""
+        if self.season is None:
+            return None
+        buckets = int(round(self.season / bucket))
+        return buckets if buckets >= 2 else None
+
+    def retest_after(self, bucket: float) -> float:
+        """City seconds a backtest is reused for."""
+        return self.retest if self.retest is not None else DEFAULT_RETEST_BUCKETS * bucket
 
 
 @dataclass(frozen=True)
@@ -159,20 +185,27 @@ def _thresholds(where: str, value: Any) -> Thresholds:
     return Thresholds(warn=warn, alarm=alarm, direction=direction)  # type: ignore[arg-type]
 
 
-def _forecast_spec(where: str, value: Any) -> ForecastSpec | None:
+def _forecast_spec(where: str, value: Any, bucket: float) -> ForecastSpec | None:
     if value is False:
         return None
     if value is True:
         return ForecastSpec()
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected false or {{ horizon = …, history = …, season = … }}")
+        raise ConfigError(f"{where}: expected false or {{ horizon = …, history = …, season = …, "
+                          "retest = … }}")
     kit.check_keys(where, value, _FORECAST_KEYS)
+    history = None if "history" not in value \
+        else kit.positive_duration(f"{where}.history", value["history"])
+    if history is not None and history / bucket > MAX_HISTORY_BUCKETS:
+        raise ConfigError(f"{where}.history: {history:g} s is {history / bucket:g} buckets; at most "
+                          f"{MAX_HISTORY_BUCKETS} are backtested: shorten it or widen the bucket")
+    season = value.get("season", "1d")
     return ForecastSpec(
         horizon=kit.positive_duration(f"{where}.horizon", value.get("horizon", "3h")),
-        history=None if "history" not in value
-        else kit.positive_duration(f"{where}.history", value["history"]),
-        season=None if "season" not in value
-        else kit.positive_duration(f"{where}.season", value["season"]),
+        history=history,
+        season=None if season is False else kit.positive_duration(f"{where}.season", season),
+        retest=None if "retest" not in value
+        else kit.positive_duration(f"{where}.retest", value["retest"]),
     )
 
 
@@ -241,7 +274,7 @@ def parse_indicator(table: Mapping[str, Any], where: str = "[[indicators]]",
         raise ConfigError(f"{where}.window: must be at least one bucket ({bucket:g} s)")
     thresholds = None if "thresholds" not in table else _thresholds(
         f"{where}.thresholds", table["thresholds"])
-    forecast = _forecast_spec(f"{where}.forecast", table.get("forecast", True))
+    forecast = _forecast_spec(f"{where}.forecast", table.get("forecast", True), bucket)
     decimals = int(kit.number(f"{where}.decimals", table.get("decimals", 0), 0, 6))
     return Indicator(
         name=name,

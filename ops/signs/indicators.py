@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from config.i18n import pick
-from ops.signs.forecast import Forecast, forecast
+from ops.signs.backtest import Backtest, backtest, skilful_forecast
+from ops.signs.forecast import Forecast
 from ops.signs.rows import (
     event_rows,
     filter_where,
@@ -201,6 +202,7 @@ class IndicatorHistory:
         self._times: dict[str, list[int]] = {}
         self._values: dict[str, list[float]] = {}
         self._forecasts: dict[str, tuple[pd.Timestamp, tuple[float, ...], Forecast]] = {}
+        self._backtests: dict[str, tuple[pd.Timestamp, Backtest | None]] = {}
         self._lock = threading.Lock()
 
     def record(self, name: str, moment: pd.Timestamp, value: float, spacing: float = 0.0) -> None:
@@ -257,11 +259,27 @@ class IndicatorHistory:
         with self._lock:
             self._forecasts[name] = (now, inputs, result)
 
+    def cached_backtest(self, name: str, now: pd.Timestamp, retest: float,
+                        ) -> tuple[bool, Backtest | None]:
+        """(found, backtest): the indicator's backtest if run less than ``retest`` s before ``now``."""
+        with self._lock:
+            cached = self._backtests.get(name)
+        if cached is None:
+            return False, None
+        tested_at, result = cached
+        age = (now - tested_at).total_seconds()
+        return (True, result) if 0 <= age < retest else (False, None)
+
+    def store_backtest(self, name: str, now: pd.Timestamp, result: Backtest | None) -> None:
+        with self._lock:
+            self._backtests[name] = (now, result)
+
     def clear(self) -> None:
         with self._lock:
             self._times.clear()
             self._values.clear()
             self._forecasts.clear()
+            self._backtests.clear()
 
 
 # ------------------------------------------------------------ pure surface
@@ -417,15 +435,22 @@ def _forecast(indicator: Indicator, values: pd.Series, now: pd.Timestamp,
     if spec is None:
         return None
     steps = max(1, int(math.ceil(spec.horizon / indicator.bucket - 1e-9)))
-    season = None if spec.season is None else max(2, int(round(spec.season / indicator.bucket)))
+    season = spec.season_buckets(indicator.bucket)
+    found, tested = (False, None) if history is None else history.cached_backtest(
+        indicator.name, now, spec.retest_after(indicator.bucket))
+    if not found:
+        tested = backtest(values.to_numpy(), steps, season)
+        if history is not None:
+            history.store_backtest(indicator.name, now, tested)
     inputs = tuple(float(v) for v in values.to_numpy())
     refit = history.refit_every if history is not None and history.refit_every is not None \
         else indicator.bucket / 6
     if history is not None:
         cached = history.cached_forecast(indicator.name, now, inputs, refit)
-        if cached is not None:
+        if cached is not None and cached.backtest is tested:
             return cached
-    result = forecast(values, steps, season=season, step=pd.Timedelta(seconds=indicator.bucket))
+    result = skilful_forecast(values, steps, season=season, tested=tested,
+                              step=pd.Timedelta(seconds=indicator.bucket))
     if history is not None:
         history.store_forecast(indicator.name, now, inputs, result)
     return result
@@ -442,8 +467,8 @@ def evaluate(data: CityData, indicator: Indicator, now: pd.Timestamp,
     """
     now, mark = evaluation_time(data, indicator, now)
     span = indicator.window
-    if with_forecast and indicator.forecast is not None and indicator.forecast.history:
-        span = max(span, indicator.forecast.history)
+    if with_forecast and indicator.forecast is not None:
+        span = max(span, indicator.forecast.history_span(indicator.bucket))
     values = series(data, indicator, now, history, span)
     value = float(values.iloc[-1])
     if history is not None and math.isfinite(value) and not indicator.bucketed:

@@ -105,15 +105,17 @@ def recover_threshold(c: City) -> None:
 
 
 def break_forecast(c: City) -> None:
-    for hour in range(12):  # 2, 4 … 24 reports per hour: a steady rise
+    # 2, 4 … 40 reports per hour: a steady rise, long enough for the forecast to be
+    # backtested and beat persistence (a forecast rule trusts only a skilful forecast).
+    for hour in range(20):
         c.clock.advance(hours=1)
         c.report(reports(c.clock.now(), [f"h{hour}-{i}" for i in range(2 * (hour + 1))]))
 
 
 def recover_forecast(c: City) -> None:
-    for hour in range(6):  # then a steady fall to one report an hour
+    for hour in range(16):  # then a steady fall, 38, 36 … 8 an hour (the trend still wins)
         c.clock.advance(hours=1)
-        c.report(reports(c.clock.now(), [f"f{hour}-{i}" for i in range(max(1, 12 - 3 * hour))]))
+        c.report(reports(c.clock.now(), [f"f{hour}-{i}" for i in range(38 - 2 * hour)]))
 
 
 def break_cell_count(c: City) -> None:

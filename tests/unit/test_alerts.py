@@ -232,20 +232,22 @@ def test_rules_that_cannot_judge_say_so_and_keep_their_alerts(tmp_path: Path) ->
 
 # ---------------------------------------------------------------- forecast
 def test_forecast_rule_fires_when_the_band_crosses_within_the_horizon(tmp_path: Path) -> None:
-    now = T0 + pd.Timedelta(hours=12)
+    # A day and a half of history: enough for the trend model to be backtested (and win).
+    now = T0 + pd.Timedelta(hours=36)
     points = []
-    for k in range(12):  # 2, 4, 6 … 24 requests per hour: a steady rise
-        end = now - pd.Timedelta(hours=11 - k)
-        points += [(end - pd.Timedelta(minutes=1 + 2 * i), 40.75, -73.99)
-                   for i in range(2 * (k + 1))]
+    for k in range(36):  # 1, 2, 3 … 36 requests per hour: a steady rise
+        end = now - pd.Timedelta(hours=35 - k)
+        points += [(end - pd.Timedelta(seconds=30 + 50 * i), 40.75, -73.99)
+                   for i in range(k + 1)]
     data = requests_city(tmp_path, requests_at(points))
     indicators = parse_indicators([{"name": "rph", "layer": "government", "kind": "rate",
                                     "window": "12h", "unit_en": "requests/h",
-                                    "forecast": {"horizon": "3h"}}])
+                                    "forecast": {"horizon": "3h", "history": "36h"}}])
     reading = evaluate(data, indicators[0], now)
-    assert reading.value == 24 and reading.forecast is not None
-    assert reading.forecast.method == "ets" and reading.forecast.mean[0] > 24
-    soon = parse_rules([{"name": "soon", "kind": "forecast", "indicator": "rph", "above": 25,
+    assert reading.value == 36 and reading.forecast is not None
+    assert reading.forecast.method == "ets" and reading.forecast.mean[0] > 36
+    assert reading.forecast.baseline == "persistence" and min(reading.forecast.skill) > 0.5
+    soon = parse_rules([{"name": "soon", "kind": "forecast", "indicator": "rph", "above": 37,
                          "within": "2h"}], indicators)
     never = parse_rules([{"name": "never", "kind": "forecast", "indicator": "rph",
                           "above": 500, "within": "2h"}], indicators)
@@ -253,8 +255,8 @@ def test_forecast_rule_fires_when_the_band_crosses_within_the_horizon(tmp_path: 
     changes = book.evaluate(data, now, {"rph": reading})
     assert [a.rule for a in changes.raised] == ["soon"]
     alert = changes.raised[0]
-    assert alert.value > 25 and "expected to exceed 25 requests/h within 2 h" in alert.message_en
-    assert "预计2小时内超过25" in alert.message_zh
+    assert alert.value > 37 and "expected to exceed 37 requests/h within 2 h" in alert.message_en
+    assert "预计2小时内超过37" in alert.message_zh
     # Without readings given, the book evaluates the indicator (and its forecast) itself.
     assert [a.rule for a in AlertBook(soon, indicators).evaluate(data, now).raised] == ["soon"]
 

@@ -9,10 +9,17 @@
     above = 90                 # or neither: the indicator's thresholds
     within = "2h"              # at most the indicator's forecast horizon
     band = "upper"             # upper | lower | mean (default: upper, lower for a floor)
+
+The rule only trusts a forecast with **skill**: a crossing counts only at a step where
+the indicator's backtested forecast beats its baseline (``skill > 0``, see
+:mod:`ops.signs.backtest`). When no step within ``within`` has skill — persistence won
+the backtest, or the history is too short to backtest — the rule cannot judge and says
+so (the reason shows in the alert book's errors, as for any unavailable rule).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,6 +28,7 @@ import pandas as pd
 
 from config.kit import ConfigError
 from ops.signs import kit
+from ops.signs.forecast import Forecast
 from ops.signs.kit import Band, Severity
 from ops.signs.rules.base import CheckContext, Finding, ParseContext, RuleUnavailable, durations, fmt
 from ops.signs.rules.threshold import ThresholdRule
@@ -71,6 +79,10 @@ class ForecastRule(ThresholdRule):
         if predicted is None or predicted.method == "none":
             raise RuleUnavailable(f"indicator {self.indicator!r} has no forecast now")
         until = ctx.now + pd.Timedelta(seconds=self.within)
+        skilful = {when for when, skill in zip(predicted.times, predicted.skill, strict=False)
+                   if when <= until and math.isfinite(skill) and skill > 0}
+        if not skilful:
+            raise RuleUnavailable(f"indicator {self.indicator!r}: {no_skill(predicted)}")
         if self.limit is not None:
             assert self.severity is not None
             levels: list[tuple[Severity, float, bool]] = [(self.severity, self.limit, False)]
@@ -85,7 +97,8 @@ class ForecastRule(ThresholdRule):
             if thresholds.warn is not None:
                 levels.append(("warn", thresholds.warn, True))
         for severity, limit, inclusive in levels:
-            crossing = predicted.first_crossing(limit, direction, self.band, until, inclusive)
+            crossing = _first_skilful_crossing(predicted, limit, direction, self.band, until,
+                                               inclusive, skilful)
             if crossing is None:
                 continue
             when, value = crossing
@@ -95,3 +108,33 @@ class ForecastRule(ThresholdRule):
             return [Finding(self.indicator, severity, value, limit, fields=fields,
                             strength=abs(value - limit))]
         return []
+
+
+def _first_skilful_crossing(predicted: Forecast, limit: float, direction: str, band: Band,
+                            until: pd.Timestamp, inclusive: bool, skilful: set[pd.Timestamp],
+                            ) -> tuple[pd.Timestamp, float] | None:
+    """The first crossing at a step with skill (steps without skill are passed over)."""
+    for when, value in zip(predicted.times, predicted.band(band), strict=True):
+        if when > until:
+            break
+        if when not in skilful:
+            continue
+        if direction == "above":
+            beyond = value >= limit if inclusive else value > limit
+        else:
+            beyond = value <= limit if inclusive else value < limit
+        if beyond:
+            return when, value
+    return None
+
+
+def no_skill(predicted: Forecast) -> str:
+    """Why a forecast is not trusted, in one line."""
+    tested = predicted.backtest
+    if tested is None:
+        return f"forecast not backtested ({predicted.note or 'too little history'}); not trusted"
+    if tested.chosen == "persistence":
+        return ("forecast has no skill: on the backtest nothing beat persistence "
+                f"(last value carried forward, {len(tested.origins)} origins)")
+    shown = ", ".join(f"{s:+.0%}" if math.isfinite(s) else "–" for s in tested.skill)
+    return f"forecast ({tested.chosen}) has no skill vs {tested.baseline} within the horizon ({shown})"

@@ -1,0 +1,228 @@
+"""Forecasts that earn their place: rolling-origin backtests against persistence and
+seasonal-naive, reproduced here in plain numpy (and statsmodels called directly for ETS).
+
+The cities are synthetic (a CSV of requests read as a snapshot), not the NYC demo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+from config.city import ConfigError
+from ops.signs.alerts import AlertBook
+from ops.signs.backtest import MIN_ORIGINS, backtest, fit_positions, rolling_origins
+from ops.signs.indicators import IndicatorHistory, evaluate
+from ops.signs.settings import parse_indicator, parse_indicators, parse_rules
+from tests.unit.test_alerts import requests_at
+from tests.unit.test_indicators import T0, requests_city
+
+
+# ------------------------------------------------------------ plain numpy
+def numpy_backtest(y: np.ndarray, horizon: int, season: int, min_train: int,
+                   ets_spec: dict[str, object]) -> dict[str, np.ndarray]:
+    """MAE per step of persistence, seasonal-naive and ETS at every origin
+    ``min_train ≤ t ≤ n − horizon``, written out loop by loop; ETS is re-estimated at
+    ``fit_positions`` and run forward with ``smooth`` in between (as documented)."""
+    n = len(y)
+    origins = list(range(min_train, n - horizon + 1))
+    refit = {origins[i] for i in fit_positions(len(origins))}
+    errors: dict[str, list[list[float]]] = {"persistence": [], "seasonal_naive": [], "ets": []}
+    params = None
+    for t in origins:
+        actual = y[t:t + horizon]
+        errors["persistence"].append([abs(a - y[t - 1]) for a in actual])
+        seasonal = []
+        for h in range(1, horizon + 1):
+            k = math.ceil(h / season)
+            seasonal.append(abs(y[t + h - 1] - y[t + h - 1 - k * season]))
+        errors["seasonal_naive"].append(seasonal)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = ETSModel(pd.Series(y[:t]), error="add", **ets_spec)  # type: ignore[arg-type]
+            if t in refit:
+                run = model.fit(disp=False)
+                params = run.params
+            else:
+                run = model.smooth(params)
+            predicted = np.asarray(run.forecast(horizon))
+        errors["ets"].append(list(np.abs(actual - predicted)))
+    return {name: np.mean(np.array(rows), axis=0) for name, rows in errors.items()}
+
+
+def seasonal_series(n: int, seed: int = 3, noise: float = 1.5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 40 + 15 * np.sin(2 * np.pi * t / 24) + rng.normal(0, noise, n)
+
+
+def random_walk(n: int, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 200 + np.cumsum(rng.normal(0, 6, n))
+
+
+def test_rolling_origins_are_the_latest_possible_spread_evenly() -> None:
+    assert list(rolling_origins(20, 3, 10)) == list(range(10, 18))
+    spread = rolling_origins(1000, 6, 50, max_origins=48)
+    assert len(spread) == 48 and spread[0] == 50 and spread[-1] == 994
+    assert len(rolling_origins(12, 3, 10)) == 0
+
+
+def test_backtest_equals_a_plain_numpy_rolling_origin_backtest() -> None:
+    y = seasonal_series(80)
+    horizon, season = 3, 24
+    result = backtest(y, horizon, season)
+    assert result is not None
+    # Seasonal ETS needs two seasons and two points; every model is judged on the same origins.
+    min_train = 2 * season + 2
+    assert result.origins == tuple(range(min_train, len(y) - horizon + 1))
+    expected = numpy_backtest(y, horizon, season, min_train,
+                              {"seasonal": "add", "seasonal_periods": season,
+                               "initialization_method": "heuristic"})
+    for name, mae in expected.items():
+        np.testing.assert_allclose(result.mae[name], mae, rtol=1e-6, err_msg=name)
+    means = {name: mae.mean() for name, mae in expected.items()}
+    chosen = min(means, key=lambda name: means[name])
+    assert result.chosen == chosen
+    baseline = "persistence" if chosen != "ets" else min(
+        ("persistence", "seasonal_naive"), key=lambda name: means[name])
+    assert result.baseline == baseline
+    np.testing.assert_allclose(result.skill, 1 - expected[chosen] / expected[baseline], rtol=1e-6)
+    assert result.pairs == (len(result.origins),) * horizon
+
+
+def test_gaps_are_not_counted_as_errors() -> None:
+    y = seasonal_series(60)
+    holed = y.copy()
+    holed[40] = np.nan
+    result = backtest(holed, 2, 24)
+    assert result is not None
+    origins = np.array(result.origins)
+    # The gap's value is interpolated for the models but never scored as an actual.
+    targets = origins[:, None] + np.arange(2)[None, :]
+    assert result.pairs == tuple(int(c) for c in (targets != 40).sum(axis=0))
+    filled = holed.copy()
+    filled[40] = (holed[39] + holed[41]) / 2
+    persistence = np.abs(filled[targets] - filled[origins - 1][:, None])
+    expected = [persistence[:, h][targets[:, h] != 40].mean() for h in range(2)]
+    np.testing.assert_allclose(result.mae["persistence"], expected)
+
+
+def test_on_a_random_walk_persistence_is_chosen_with_no_skill() -> None:
+    result = backtest(random_walk(24 * 8), 3, 24)
+    assert result is not None and result.chosen == "persistence"
+    assert result.skill == (0.0, 0.0, 0.0) and not result.skilful
+    assert all(result.mae["persistence"][h] < result.mae[name][h]
+               for name in ("seasonal_naive", "ets") for h in range(3))
+
+
+def test_on_a_strongly_seasonal_series_a_seasonal_model_wins() -> None:
+    result = backtest(seasonal_series(24 * 8, noise=1.0), 3, 24)
+    assert result is not None and result.chosen in ("seasonal_naive", "ets")
+    # Skill against the baseline it replaces (seasonal-naive for ETS, persistence for
+    # seasonal-naive) at every step; and both seasonal models beat persistence by far.
+    assert result.skilful and min(result.skill) > 0
+    for name in ("seasonal_naive", "ets"):
+        assert all(m < 0.6 * p for m, p in zip(result.mae[name], result.mae["persistence"],
+                                                strict=True))
+
+
+def test_too_short_a_history_is_not_backtested() -> None:
+    assert backtest(np.arange(5.0), 3, 24) is None
+    short = backtest(np.arange(12.0), 3, None)
+    assert short is not None and "ets" in short.skipped and short.chosen == "persistence"
+    assert len(short.origins) >= MIN_ORIGINS
+
+
+# ------------------------------------------------------ through the signs
+def hourly_requests(counts: np.ndarray) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """Requests spread evenly within each hour, ``counts[k]`` in hour ``k``; and the end."""
+    now = T0 + pd.Timedelta(hours=len(counts))
+    points = []
+    for k, count in enumerate(counts):
+        end = T0 + pd.Timedelta(hours=k + 1)
+        points += [(end - pd.Timedelta(seconds=1 + 3500 * i / max(1, count)), 40.75, -73.99)
+                   for i in range(int(count))]
+    return requests_at(points), now
+
+
+def test_a_forecast_rule_does_not_fire_on_a_forecast_without_skill(tmp_path: Path) -> None:
+    counts = np.clip(np.round(random_walk(24 * 5, seed=11) / 4), 0, None)
+    raw, now = hourly_requests(counts)
+    data = requests_city(tmp_path, raw)
+    indicators = parse_indicators([{"name": "rph", "layer": "government", "kind": "rate",
+                                    "window": "12h", "unit_en": "requests/h",
+                                    "forecast": {"horizon": "3h", "history": "5d"}}])
+    reading = evaluate(data, indicators[0], now)
+    predicted = reading.forecast
+    assert predicted is not None and predicted.backtest is not None
+    assert predicted.backtest.chosen == "persistence" and predicted.method == "naive"
+    assert predicted.mean == (counts[-1],) * 3 and predicted.skill == (0.0, 0.0, 0.0)
+    assert predicted.baseline == "persistence"
+    # The band (from the backtest's own errors) crosses a limit just above the last value.
+    limit = counts[-1] + 0.5
+    assert max(predicted.upper) > limit
+    rules = parse_rules([{"name": "rising", "kind": "forecast", "indicator": "rph",
+                          "above": float(limit), "within": "3h", "band": "upper"}], indicators)
+    changes = AlertBook(rules, indicators).evaluate(data, now, {"rph": reading})
+    assert changes.raised == []
+    assert "no skill" in changes.errors["rising"] and "persistence" in changes.errors["rising"]
+    # The same forecast claiming skill would have fired: the skill is what stops it.
+    skilful = dataclasses.replace(reading, forecast=dataclasses.replace(
+        predicted, skill=(0.2, 0.2, 0.2)))
+    fired = AlertBook(rules, indicators).evaluate(data, now, {"rph": skilful})
+    assert [a.rule for a in fired.raised] == ["rising"]
+
+
+def test_on_a_seasonal_city_the_seasonal_forecast_is_used_and_shown(tmp_path: Path) -> None:
+    counts = np.clip(np.round(seasonal_series(24 * 6, seed=2, noise=1.0)), 0, None)
+    raw, now = hourly_requests(counts)
+    data = requests_city(tmp_path, raw)
+    indicator = parse_indicators([{"name": "rph", "layer": "government", "kind": "rate",
+                                   "window": "24h", "forecast": {"horizon": "3h"}}])[0]
+    history = IndicatorHistory()
+    reading = evaluate(data, indicator, now, history)
+    predicted = reading.forecast
+    assert predicted is not None and predicted.backtest is not None
+    assert predicted.method in ("seasonal_naive", "ets") and min(predicted.skill) > 0.3
+    if predicted.method == "ets":
+        assert "season 24" in predicted.model
+    # The forecast follows the cycle: the next hours are one day earlier's, roughly.
+    truth = 40 + 15 * np.sin(2 * np.pi * np.arange(len(counts), len(counts) + 3) / 24)
+    assert np.abs(np.array(predicted.mean) - truth).max() < 4
+    document = reading.as_dict()["forecast"]
+    assert document["baseline"] == predicted.baseline
+    assert document["skill"] == [round(s, 6) for s in predicted.skill]
+    assert set(document["backtest"]["mae"]) == {"persistence", "seasonal_naive", "ets"}
+    # Cached: the same backtest until six new buckets have arrived, then a new one.
+    # (Past the data's end no bucket is new: the reading stays at the watermark.)
+    idle = evaluate(data, indicator, now + pd.Timedelta(hours=8), history)
+    assert idle.forecast is not None and idle.forecast.backtest is predicted.backtest
+    history = IndicatorHistory()
+    earlier = evaluate(data, indicator, now - pd.Timedelta(hours=7), history).forecast
+    later = evaluate(data, indicator, now - pd.Timedelta(hours=2), history).forecast
+    assert earlier is not None and later is not None and later.backtest is earlier.backtest
+    retested = evaluate(data, indicator, now, history).forecast
+    assert retested is not None and retested.backtest is not earlier.backtest
+    assert retested.backtest == predicted.backtest  # the same history, the same result
+
+
+def test_forecast_settings_are_checked() -> None:
+    base = {"name": "rph", "layer": "government", "kind": "rate"}
+    spec = parse_indicator({**base, "forecast": {"season": False, "retest": "2h"}}).forecast
+    assert spec is not None and spec.season is None and spec.retest == 7200
+    default = parse_indicator(base).forecast
+    assert default is not None and default.season_buckets(3600) == 24
+    assert default.history_span(3600) == 7 * 86400 and default.retest_after(3600) == 6 * 3600
+    assert default.history_span(60) == 2016 * 60  # bounded
+    with pytest.raises(ConfigError, match=r"forecast.history: .* at most 2016 are backtested"):
+        parse_indicator({**base, "bucket": "5m", "forecast": {"history": "30d"}})
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_indicator({**base, "forecast": {"models": ["ets"]}})
