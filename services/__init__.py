@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from store.replication import SharedLive
 
 log = logging.getLogger("citybrain")
-#: Event supervision (overdue → escalation) runs at most this often, in wall seconds.
+#: Event supervision (overdue → escalation) runs when this many *city* seconds have
+#: passed since the last run: on an accelerated clock escalation keeps up with the
+#: overdue flags (at 120x, every half wall second, after an ingest round).
 SUPERVISE_EVERY = 60.0
 
 
@@ -129,7 +131,7 @@ def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
     """Feed every source that feeds events (see layers.feeds_events) into the pipeline, now and after rounds.
 
     Intake runs now and after every ingest round that brought new data; supervision
-    (overdue → escalation) at most every :data:`SUPERVISE_EVERY` seconds.
+    (overdue → escalation) after a round once :data:`SUPERVISE_EVERY` city seconds passed.
     """
     from ops.events.pipeline import EventPipeline
     from ops.events.settings import EVENTS_SECTION, USERS_SECTION, User
@@ -138,17 +140,17 @@ def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
     assert settings is not None  # only started for a city with [events]
     users: tuple[User, ...] = store.config.section(USERS_SECTION)
     pipeline = EventPipeline(settings, users)
-    pipeline.clock = lambda: store.clock.now().to_pydatetime()  # SLAs run on city time
+    pipeline.clock = lambda: store.clock.now().to_pydatetime(warn=False)  # SLAs run on city time
     pipeline.ingest_city(store)
     pipeline.supervise()
-    last_supervised = time.monotonic()
+    last_supervised = store.clock.elapsed()
 
     def after_round(changed: bool) -> None:
         nonlocal last_supervised
         if changed:
             pipeline.ingest_city(store)
-        if time.monotonic() - last_supervised >= SUPERVISE_EVERY:
-            last_supervised = time.monotonic()
+        if store.clock.elapsed() - last_supervised >= SUPERVISE_EVERY:
+            last_supervised = store.clock.elapsed()
             pipeline.supervise()
 
     engine.after_round.append(after_round)
