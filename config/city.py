@@ -452,9 +452,9 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
     for source in sources:
         _check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
     attributions = tuple(str(a) for a in city_table.get("attributions", []))
-    context = SectionContext(base_dir=base_dir, sources=sources)
-    sections = {section: section.read(raw, context) for section in schema.sections}
     city = _parse_city(city_table)
+    context = SectionContext(base_dir=base_dir, sources=sources, timezone=city.timezone)
+    sections = {section: section.read(raw, context) for section in schema.sections}
     return CityConfig(
         city=city,
         map=_parse_map(raw.get("map", {})),

@@ -44,6 +44,8 @@ class SectionContext:
     base_dir: Path
     #: The city's validated sources (sections that refer to them check against these).
     sources: tuple[Source, ...] = ()
+    #: The city's IANA timezone (``[city] timezone``): local times in a section are read in it.
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: it is a registry key

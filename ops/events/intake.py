@@ -123,7 +123,7 @@ def _new_event(event_id: int, report: IncomingReport,
                policy: Policy) -> tuple[Event, list[AuditEntry]]:
     # Intake entries carry the report's own times, so an import keeps the real history.
     department, why = policy.department_for(report)
-    due_at = report.reported_at + timedelta(seconds=policy.sla_seconds(report.category))
+    due_at = policy.sla_for(report.category).due_at(report.reported_at)
     received = AuditEntry(event_id, 1, "receive", None, "received", "", "intake", SYSTEM,
                           report.reported_at,
                           f"reported via {report.channel} ({report.source}:{report.source_id})")

@@ -18,9 +18,10 @@ dispatch
     then the default department); a report whose source already names an agency keeps
     that agency.
 supervision
-    every event has a ``due_at`` from its category's SLA; :func:`escalate` raises
-    the escalation level of an open event past its due time, one level per further
-    SLA period, and :func:`apply_transition` moves an event through
+    every event has a ``due_at`` from its category's SLA (calendar or business time,
+    :mod:`ops.events.calendar`); :func:`escalate` raises the escalation level of an open
+    event past its due time, one level per further SLA period counted on the same
+    calendar, and :func:`apply_transition` moves an event through
     ``received → dispatched → in_progress → resolved → closed``.
 statistics
     :mod:`ops.events.stats`: :func:`~ops.events.stats.summary` and the functions it
@@ -33,6 +34,7 @@ stale write (``version`` compare-and-set) and the audit trail has no gaps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -40,6 +42,7 @@ from typing import Any, Literal
 
 from config.clock import iso
 from geo.hexes import to_hex
+from ops.events.calendar import Sla
 
 Status = Literal["received", "dispatched", "in_progress", "resolved", "closed"]
 STATUSES: tuple[Status, ...] = ("received", "dispatched", "in_progress", "resolved", "closed")
@@ -292,19 +295,28 @@ def apply_transition(event: Event, to: str, *, actor: str, role: str, now: datet
     return updated, entry
 
 
-def escalation_level(event: Event, now: datetime, max_level: int) -> int:
-    """0 until an open event's due time; then 1, plus one per further SLA period."""
+def escalation_level(event: Event, now: datetime, max_level: int, sla: Sla | None = None) -> int:
+    """0 until an open event's due time; then 1, plus one per further SLA period.
+
+    Periods are counted on ``sla``'s basis (business hours or days on its calendar);
+    without one, in calendar time, the period being ``due_at - received_at``.
+    """
     if not event.is_overdue(now):
         return 0
-    sla = (event.due_at - event.received_at).total_seconds()
-    late = (now - event.due_at).total_seconds()
-    steps = int(late // sla) if sla > 0 else max_level
-    return min(max_level, 1 + steps)
+    if sla is None:
+        sla = Sla((event.due_at - event.received_at).total_seconds())
+    if sla.seconds <= 0:
+        return max_level
+    # Level k once *more than* k SLA periods have passed (strictly, as overdue is):
+    # on business time, a request can sit at exactly k periods all weekend.
+    late = sla.elapsed(event.received_at, now) - sla.seconds
+    return min(max_level, max(1, math.ceil(late / sla.seconds)))
 
 
-def escalate(event: Event, now: datetime, max_level: int) -> tuple[Event, AuditEntry] | None:
+def escalate(event: Event, now: datetime, max_level: int,
+             sla: Sla | None = None) -> tuple[Event, AuditEntry] | None:
     """The escalated event and its audit entry, or None when its level is already reached."""
-    level = escalation_level(event, now, max_level)
+    level = escalation_level(event, now, max_level, sla)
     if level <= event.escalation:
         return None
     updated = replace(event, escalation=level, version=event.version + 1, updated_at=now)

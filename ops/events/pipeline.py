@@ -123,7 +123,8 @@ class EventPipeline:
         now = now or self.now()
         changes = []
         for event in self.store.overdue_candidates(now):
-            escalated = escalate(event, now, self.policy.max_escalation)
+            escalated = escalate(event, now, self.policy.max_escalation,
+                                 self.policy.sla_for(event.category))
             if escalated is not None:
                 changes.append((event, *escalated))
         applied = self.store.apply_changes(changes)

@@ -1,6 +1,8 @@
 """Dispatch rules: which department gets a category, and how long it has (its SLA).
 
-Built once from the ``[events]`` settings; pure lookups afterwards.
+Built once from the ``[events]`` settings; pure lookups afterwards. An SLA is an
+:class:`~ops.events.calendar.Sla`: its ``due_at`` and ``elapsed`` are the only
+place due times and lateness are computed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from ops.events.calendar import Sla
     from ops.events.model import IncomingReport
     from ops.events.settings import EventsSettings
 
@@ -54,7 +57,7 @@ class Policy:
     """Merging, routing and SLA rules, built once from :class:`EventsSettings`."""
 
     departments: CategoryRules[str]
-    sla: CategoryRules[float]
+    sla: CategoryRules[Sla]
     agencies: Mapping[str, str] = field(default_factory=dict)
     use_source_agency: bool = True
     merge_window: float = 7200.0
@@ -86,7 +89,8 @@ class Policy:
                 f"source agency {report.agency!r}"
         return self.route(report.category)
 
-    def sla_seconds(self, category: str) -> float:
+    def sla_for(self, category: str) -> Sla:
+        """The category's SLA (calendar or business time)."""
         return self.sla.match(category)[0]
 
 

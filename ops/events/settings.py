@@ -17,6 +17,15 @@ Example::
     [events.departments]
     "Noise*" = "NYPD"
 
+    [events.sla]
+    "Noise*" = "8h"                       # calendar time
+    "Street Light*" = "3 business days"   # working days of [events.calendar]
+
+    [events.calendar]
+    hours = "09:00-17:00"
+    holidays = ["2026-12-24"]
+    country = "US"                        # and the public holidays of the holidays package
+
     [[users]]
     name = "duty-officer"
     role = "operator"
@@ -33,6 +42,7 @@ from typing import Any, Literal
 
 from config.kit import ConfigError, check_keys, choice, number, parse_duration, text, unique_names
 from config.sections import Section
+from ops.events.calendar import Sla, WorkCalendar, parse_calendar, parse_sla_duration
 
 StoreKind = Literal["sqlite", "postgresql"]
 RoleName = Literal["operator", "viewer", "exhibition"]
@@ -42,7 +52,7 @@ ROLES: tuple[RoleName, ...] = ("operator", "viewer", "exhibition")
 _EVENTS_KEYS = frozenset({
     "store", "path", "dsn_env", "table_prefix", "merge_window", "merge_res",
     "default_department", "default_sla", "max_escalation", "use_source_agency",
-    "departments", "sla", "agencies",
+    "departments", "sla", "agencies", "calendar",
 })
 _USER_KEYS = frozenset({"name", "role", "password_hash_env", "token_env"})
 # Table names are put into SQL text, so the prefix must be a plain identifier.
@@ -54,8 +64,9 @@ class EventsSettings:
     """How events are stored, merged, dispatched and supervised.
 
     ``departments`` and ``sla`` map a category *or* a case-insensitive glob pattern
-    (``"Noise*"``) to a department / an SLA in seconds; exact categories win over
-    patterns, and patterns are tried in the order the file lists them.
+    (``"Noise*"``) to a department / an :class:`~ops.events.calendar.Sla` (calendar time,
+    or business hours or days on ``calendar``); exact categories win over patterns, and
+    patterns are tried in the order the file lists them.
     """
 
     store: StoreKind = "sqlite"
@@ -69,15 +80,17 @@ class EventsSettings:
     merge_window: float = 2 * 3600.0
     merge_res: int = 9
     default_department: str = "unassigned"
-    default_sla: float = 72 * 3600.0
+    default_sla: Sla = Sla(72 * 3600.0)
     #: Overdue events step up one escalation level per further SLA period, up to this level.
     max_escalation: int = 3
     #: A report whose source names an agency goes to that agency (through ``agencies``).
     use_source_agency: bool = True
     departments: Mapping[str, str] = field(default_factory=dict)
-    sla: Mapping[str, float] = field(default_factory=dict)
+    sla: Mapping[str, Sla] = field(default_factory=dict)
     #: Source agency → department, for sources whose agency codes differ from departments.
     agencies: Mapping[str, str] = field(default_factory=dict)
+    #: Working hours and holidays that business-time SLAs count on (``[events.calendar]``).
+    calendar: WorkCalendar | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +111,19 @@ def _table(where: str, value: Any) -> Mapping[str, Any]:
     return value
 
 
-def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSettings:
-    """Validate an ``[events]`` table; the SQLite path resolves against ``base_dir``."""
+def _sla(where: str, value: Any, calendar: WorkCalendar | None) -> Sla:
+    seconds, basis = parse_sla_duration(where, value)
+    if basis != "calendar" and calendar is None:
+        raise ConfigError(f"{where}: {value!r} is business time, which needs the city's working "
+                          "calendar: add [events.calendar] (hours, holidays), or give calendar "
+                          "time such as '72h'")
+    return Sla(seconds, basis, calendar if basis != "calendar" else None)
+
+
+def parse_events_settings(table: Mapping[str, Any], base_dir: Path,
+                          timezone: str = "UTC") -> EventsSettings:
+    """Validate an ``[events]`` table; the SQLite path resolves against ``base_dir``,
+    working hours and holidays are in the city's ``timezone``."""
     where = "[events]"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: expected a table")
@@ -112,21 +136,18 @@ def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSet
                           "and underscores, starting with a letter or underscore")
     merge_window = parse_duration(f"{where}.merge_window",
                                   table.get("merge_window", defaults.merge_window))
-    default_sla = parse_duration(f"{where}.default_sla",
-                                 table.get("default_sla", defaults.default_sla))
+    calendar = None if "calendar" not in table else \
+        parse_calendar(table["calendar"], timezone, f"{where[:-1]}.calendar]")
+    default_sla = defaults.default_sla if "default_sla" not in table else \
+        _sla(f"{where}.default_sla", table["default_sla"], calendar)
     if merge_window < 0:
         raise ConfigError(f"{where}.merge_window: must not be negative")
-    if default_sla <= 0:
-        raise ConfigError(f"{where}.default_sla: must be positive")
     departments = {
         text(f"{where}.departments key", k): text(f"{where}.departments.{k!r}", v)
         for k, v in _table(f"{where}.departments", table.get("departments", {})).items()}
     sla = {}
     for key, value in _table(f"{where}.sla", table.get("sla", {})).items():
-        seconds = parse_duration(f"{where}.sla.{key!r}", value)
-        if seconds <= 0:
-            raise ConfigError(f"{where}.sla.{key!r}: must be positive")
-        sla[text(f"{where}.sla key", key)] = seconds
+        sla[text(f"{where}.sla key", key)] = _sla(f"{where}.sla.{key!r}", value, calendar)
     agencies = {
         text(f"{where}.agencies key", k): text(f"{where}.agencies.{k!r}", v)
         for k, v in _table(f"{where}.agencies", table.get("agencies", {})).items()}
@@ -150,6 +171,7 @@ def parse_events_settings(table: Mapping[str, Any], base_dir: Path) -> EventsSet
         departments=departments,
         sla=sla,
         agencies=agencies,
+        calendar=calendar,
     )
 
 
@@ -185,7 +207,8 @@ def parse_users(entries: Sequence[Mapping[str, Any]]) -> tuple[User, ...]:
 #: ``[events]`` as the city file's section: ``config.section(EVENTS_SECTION)`` is the
 #: pipeline's settings, None when the city has no event pipeline.
 EVENTS_SECTION = Section[EventsSettings | None](
-    "events", ("events",), lambda tables, context: parse_events_settings(tables["events"], context.base_dir),
+    "events", ("events",),
+    lambda tables, context: parse_events_settings(tables["events"], context.base_dir, context.timezone),
     default=None, keys={"events": _EVENTS_KEYS})
 #: ``[[users]]``: who may use the events API and the operations UI.
 USERS_SECTION = Section[tuple[User, ...]](

@@ -28,6 +28,7 @@ from ops.events import (
     parse_events_settings,
     parse_users,
 )
+from ops.events.calendar import Sla
 from ops.events.policy import CategoryRules
 from ops.events.store import cell_ranges
 
@@ -84,8 +85,8 @@ def test_settings_defaults_and_durations(tmp_path: Path) -> None:
     assert settings.store == "sqlite" and settings.path == (tmp_path / "var/events.sqlite3")
     assert settings.merge_window == 7200 and settings.merge_res == 9
     custom = _settings(tmp_path, merge_window="30m", default_sla="2d", sla={"Rodent": "14d"})
-    assert custom.merge_window == 1800 and custom.default_sla == 172800
-    assert custom.sla == {"Rodent": 14 * 86400}
+    assert custom.merge_window == 1800 and custom.default_sla == Sla(172800)
+    assert custom.sla == {"Rodent": Sla(14 * 86400)}
 
 
 @pytest.mark.parametrize(("table", "message"), [
@@ -174,7 +175,7 @@ def test_reingest_is_idempotent_and_order_does_not_matter(tmp_path: Path,
     shuffled = EventPipeline(_settings(tmp_path / "other", **{
         k: getattr(pipeline.settings, k) for k in ("default_department", "use_source_agency")}
         | {"departments": dict(pipeline.settings.departments),
-           "sla": dict(pipeline.settings.sla)}))
+           "sla": {k: v.seconds for k, v in pipeline.settings.sla.items()}}))
     try:
         shuffled.ingest(_frame(rows[::-1] + rows[:5]))
         assert [e.as_dict(T0) for e in shuffled.store.all_events()] == before
