@@ -40,7 +40,7 @@ from config.kit import (
     table_name,
     unique_names,
 )
-from config.sections import ConfigSchema, Section, SectionContext
+from config.sections import ConfigSchema, LayerSpec, Section, SectionContext
 from config.tour import TOUR_KEYS, TourStep, parse_tour
 from geo.crs import UnknownCRSError, check_crs
 
@@ -183,6 +183,9 @@ class Source:
     #: Whether the rows go to the event queue; None: as the role says (a government
     #: ``requests`` source does, an ``incidents`` source does not).
     events: bool | None = None
+    #: For observations (a role with an ``entity`` field): the source whose rows are
+    #: the entities (devices, stations) the observations' ``entity`` ids name.
+    entity_source: str | None = None
 
     def path(self, key: str = "path") -> Path:
         """An option naming a file, resolved against the config file's folder."""
@@ -233,6 +236,7 @@ BOUNDARY_KEYS = frozenset({
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
     "simulated", "stale_after", "window", "max_rows", "watermark", "events",
+    "entity_source",
 })
 LIVE_KEYS = frozenset({
     "speed", "start", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
@@ -430,7 +434,50 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
         watermark=choice(f"{where}.watermark", table.get("watermark", "newest"), WATERMARKS,
                          "watermark"),  # type: ignore[arg-type]
         events=events,
+        entity_source=None if table.get("entity_source") is None
+        else str(table["entity_source"]),
     )
+
+
+def check_entity_sources(sources: tuple[Source, ...], layers: Mapping[str, LayerSpec]) -> None:
+    """Observations name their entity and time; ``entity_source`` names a source of entities.
+
+    Observations are the rows of a role with an ``entity`` field (a station's
+    readings): a source of them maps ``entity`` (the column holding the entity's id)
+    and ``time``. Its ``entity_source``, when given, is another point source whose
+    rows are the entities (id, location, attributes), not itself observations.
+    """
+    by_name = {s.name: s for s in sources}
+    for source in sources:
+        where = f"[[sources]] {source.name!r}"
+        observes = "entity" in layers[source.layer].roles[source.role].field_names()
+        if observes:
+            for key, why in (("entity", "the column holding the id of the device or station "
+                                        "each reading is of"),
+                             ("time", "the column holding when each reading was taken")):
+                if key not in source.fields:
+                    raise ConfigError(f"{where}: missing required key {key!r}: {why}")
+        if source.entity_source is None:
+            continue
+        if not observes:
+            observing = sorted(f"{lid}/{name}" for lid, layer in layers.items()
+                               for name, role in layer.roles.items()
+                               if "entity" in role.field_names())
+            raise ConfigError(f"{where}.entity_source: only for observations (roles with an "
+                              f"'entity' field: {', '.join(observing) or 'none'}); remove it "
+                              "or change the role")
+        entity = by_name.get(source.entity_source)
+        if entity is None or entity.name == source.name:
+            others = [s.name for s in sources if s.name != source.name
+                      and layers[s.layer].roles[s.role].geometry == "point"]
+            raise ConfigError(f"{where}.entity_source: unknown source "
+                              f"{source.entity_source!r}; valid sources are: "
+                              f"{', '.join(others) or '(none)'}")
+        if layers[entity.layer].roles[entity.role].geometry != "point" \
+                or entity.entity_source is not None:
+            raise ConfigError(f"{where}.entity_source: {entity.name!r} must be a point source "
+                              "of entities (id, location, attributes), not areas or "
+                              "observations")
 
 
 #: The top-level tables config itself parses; features add theirs through sections.
@@ -451,6 +498,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Path, path: Path | None = Non
     unique_names("[[sources]]", (s.name for s in sources), "source")
     for source in sources:
         _check_crs(f"[[sources]] {source.name!r}.crs", source.crs)
+    check_entity_sources(sources, schema.layers)
     attributions = tuple(str(a) for a in city_table.get("attributions", []))
     city = _parse_city(city_table)
     context = SectionContext(base_dir=base_dir, sources=sources, timezone=city.timezone)

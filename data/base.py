@@ -9,6 +9,11 @@ point roles
     ``id`` (str), ``time`` (UTC, NaT when the source has none), ``lat``/``lon``
     (WGS84 float64), ``cell`` (H3 int64 at the city's base resolution), ``source``
     (str), then the role's attribute columns under their normalised names.
+observations (roles with an ``entity`` field, e.g. ``things/readings``)
+    as point roles, plus ``entity`` (str); without an ``id`` mapping a row's id is
+    ``<entity>@<time>`` (every observation kept). With an ``entity_source`` a row
+    may lack coordinates (``lat``/``lon`` NaN, ``cell`` 0): the store locates it
+    by its entity (:mod:`store.entities`).
 area roles
     ``id``, ``name``, ``value`` (float), ``geometry`` (WGS84 shapely), ``cell`` (of
     a representative point), ``source``.
@@ -245,7 +250,12 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
     rejected: Counter[str] = Counter()
     warnings: list[str] = []
     lat_col, lon_col = fields.get("lat", "lat"), fields.get("lon", "lon")
+    # Observations of an entity source may come without coordinates: the store gives
+    # them their entity's location (store.entities.locate).
+    located_by_entity = role.observations and source.entity_source is not None
     has_geometry = "geometry" in raw.columns and (lat_col not in raw or lon_col not in raw)
+    if located_by_entity and not has_geometry and (lat_col not in raw or lon_col not in raw):
+        raw = raw.assign(**{lat_col: np.nan, lon_col: np.nan})
     if not has_geometry:
         _missing_columns(raw, {"lat": lat_col, "lon": lon_col}, ("lat", "lon"))
     _missing_columns(raw, fields, ("time", "id"))
@@ -266,18 +276,21 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
         reject(np.isnan(xs) | np.isnan(ys), "missing coordinates")
     else:
         blank = _blank(raw[lat_col]) | _blank(raw[lon_col])
-        reject(blank, "missing coordinates")
+        unplaced = blank.to_numpy(dtype=bool) if located_by_entity else np.zeros(n, dtype=bool)
+        reject(blank & ~unplaced, "missing coordinates")
         xs = pd.to_numeric(raw[lon_col], errors="coerce").to_numpy(dtype=float)
         ys = pd.to_numeric(raw[lat_col], errors="coerce").to_numpy(dtype=float)
-        reject(np.isnan(xs) | np.isnan(ys), "unparseable coordinates")
-    reject(~np.isfinite(xs) | ~np.isfinite(ys), "unparseable coordinates")
+        reject((np.isnan(xs) | np.isnan(ys)) & ~unplaced, "unparseable coordinates")
+    if has_geometry:
+        unplaced = np.zeros(n, dtype=bool)
+    reject((~np.isfinite(xs) | ~np.isfinite(ys)) & ~unplaced, "unparseable coordinates")
     # Zeros are an export's placeholder for "no position" in any CRS; converted from a
     # projected or BD-09 source they would land somewhere plausible, so check them raw.
     reject((np.abs(xs) < 1e-9) & (np.abs(ys) < 1e-9), "coordinates at (0, 0)")
     with np.errstate(invalid="ignore"):
         lon, lat = to_wgs84(xs, ys, source.crs)
-        reject((lat < -90) | (lat > 90) | (lon < -180) | (lon > 180) | ~np.isfinite(lat)
-               | ~np.isfinite(lon), "coordinates out of range")
+        reject(((lat < -90) | (lat > 90) | (lon < -180) | (lon > 180) | ~np.isfinite(lat)
+                | ~np.isfinite(lon)) & ~unplaced, "coordinates out of range")
     reject((np.abs(lat) < 1e-9) & (np.abs(lon) < 1e-9), "coordinates at (0, 0)")
 
     if "time" in fields:
@@ -288,10 +301,19 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
     else:
         time = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
 
+    entity = None
+    if role.observations and "entity" in fields:
+        entity = raw[fields["entity"]].astype("string").str.strip().str.replace(
+            r"\.0$", "", regex=True)
+        reject(entity.isna() | entity.eq(""), "missing entity")
     if "id" in fields:
         ids = raw[fields["id"]].astype("string").str.strip()
         ids = ids.str.replace(r"\.0$", "", regex=True)
         reject(ids.isna() | ids.eq(""), "missing id")
+    elif entity is not None:
+        # One observation per (entity, time): a repeat is a correction, not a new reading.
+        stamp = time.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").astype("string")
+        ids = (entity.fillna("") + "@" + stamp.fillna("")).astype("string")
     else:
         ids = pd.Series([f"{source.name}:{i}" for i in range(n)], index=raw.index, dtype="string")
 
@@ -313,6 +335,8 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
             parsed = parse_times(values, context.timezone)
             reject(parsed.isna() & ~_blank(values), f"unparseable {attr.name}")
             out[attr.name] = parsed
+        elif attr.name == "entity" and entity is not None:
+            out[attr.name] = entity.where(entity.ne(""), pd.NA)
         else:
             text = values.astype("string").str.strip()
             out[attr.name] = text.where(text.ne(""), pd.NA)
@@ -326,7 +350,11 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
             rejected["duplicate id"] += int(duplicated.sum())
         out = out.loc[~duplicated]
     out = out.reset_index(drop=True)
-    out.insert(4, "cell", index_points(out["lat"].to_numpy(), out["lon"].to_numpy(), context.base_res))
+    placed = np.isfinite(out["lat"].to_numpy(dtype=float))
+    cells = np.zeros(len(out), dtype=np.int64)  # 0: to be located by the entity source
+    cells[placed] = index_points(out["lat"].to_numpy(dtype=float)[placed],
+                                 out["lon"].to_numpy(dtype=float)[placed], context.base_res)
+    out.insert(4, "cell", cells)
     out.insert(5, "source", source.name)
     out["id"] = out["id"].astype(str)
     out["source"] = out["source"].astype(str)

@@ -76,6 +76,16 @@ class Role:
         core = POINT_CORE_FIELDS if self.geometry == "point" else AREA_CORE_FIELDS
         return core + tuple(f.name for f in self.fields)
 
+    @property
+    def observations(self) -> bool:
+        """True when rows observe an entity (an ``entity`` field): one row per (entity, time).
+
+        Such rows are never collapsed by entity: without an ``id`` mapping a row's id
+        is ``<entity>@<time>``, so every observation is kept, and a repeated one (same
+        entity, same time) is a correction of it.
+        """
+        return self.field("entity") is not None
+
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 

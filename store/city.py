@@ -33,6 +33,7 @@ from layers import LAYERS, outline_layers
 from layers.aggregate import aggregate, cells_in_view, filter_rows
 from layers.base import Metric
 from store.boundaries import BoundaryLevel, display_geometries, load_boundary
+from store.entities import locate
 from store.health import SourceHealth
 from store.history import HistoryError, ReplayStore, open_history, state_at
 from store.live import IncrementalTotals, LiveStore, cell_values, contribution
@@ -78,7 +79,8 @@ class CityData:
     def load(cls, config: CityConfig) -> CityData:
         data = cls(config)
         data.boundaries = tuple(data._load_boundary(b) for b in config.boundaries)
-        for source in config.sources:
+        # Entity sources first: observations take their location when they arrive.
+        for source in sorted(config.sources, key=lambda s: s.entity_source is not None):
             data.refresh_source(source)
         return data
 
@@ -146,20 +148,27 @@ class CityData:
         """Install a batch from an adapter and update health.
 
         Snapshot sources swap in (``replace``) or append; streaming sources feed their
-        live window, whose delta updates the incremental totals.
+        live window, whose delta updates the incremental totals. Observations of an
+        ``entity_source`` are first located by their entities (:func:`store.entities.locate`).
         """
         now = now or datetime.now(UTC)
         health = self.health[source.name]
         role = LAYERS[source.layer].roles[source.role]
         frame = batch.frame
+        rejected = Counter(batch.rejected)
+        if source.entity_source is not None and len(frame):
+            entities = next(s for s in self.config.sources if s.name == source.entity_source)
+            frame, unknown = locate(frame, self.frame(entities.layer, entities.role,
+                                                      entities.name))
+            rejected.update(unknown)
         if role.geometry == "area" and len(frame):
             self._areas[source.name] = frame
             frame = apportion(frame, self.config.map.base_res, self.cache_dir)
         with self._lock:
             if batch.replace:
-                health.rejected = Counter(batch.rejected)
+                health.rejected = rejected
             else:
-                health.rejected.update(batch.rejected)
+                health.rejected.update(rejected)
             live = self._live.get(source.name)
             expired_only = False
             if live is not None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from layers import LAYERS
 from store.city import empty_role_frame
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ def state_rows(data: CityData, layer: str, role: str, source: str | None = None,
 
     A live source answers from its current state when ``moment`` is not before its
     last update, from its history log otherwise, and not at all before its log
-    begins. Snapshot sources answer with their rows as they are.
+    begins. Snapshot sources answer with their rows as they are. Observations (a
+    role with an ``entity``) answer with each entity's latest one
+    (:func:`latest_observations`).
     """
     frames: list[pd.DataFrame] = []
     for spec in role_sources(data, layer, role, source):
@@ -131,7 +134,21 @@ def state_rows(data: CityData, layer: str, role: str, source: str | None = None,
     frames = [f for f in frames if len(f)]
     if not frames:
         return empty_role_frame(layer, role)
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return latest_observations(rows, moment) if LAYERS[layer].roles[role].observations else rows
+
+
+def latest_observations(rows: pd.DataFrame, moment: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Each entity's newest observation (at or before ``moment``): the state of observations.
+
+    A station's hourly readings are many rows; "the stations now" is one row per
+    station, its latest reading. Rows without a time are left out.
+    """
+    timed = rows.loc[rows["time"].notna().to_numpy()]
+    if moment is not None:
+        timed = timed.loc[(timed["time"] <= moment).to_numpy()]
+    latest = timed.sort_values("time", kind="stable").drop_duplicates("entity", keep="last")
+    return latest.reset_index(drop=True)
 
 
 def time_ns(values: pd.Series) -> np.ndarray:
@@ -142,5 +159,6 @@ def time_ns(values: pd.Series) -> np.ndarray:
     return np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
 
 
-__all__ = ["event_rows", "filter_where", "has_live_source", "reference_time", "role_sources",
+__all__ = ["event_rows", "filter_where", "has_live_source", "latest_observations",
+           "reference_time", "role_sources",
            "state_rows", "time_ns", "watermark"]

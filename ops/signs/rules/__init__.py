@@ -10,8 +10,8 @@ common to every ``[[rules]]`` table (name, kind, keys, severity, titles, message
 ``threshold``  an indicator's value beyond ``above``/``below`` (or its thresholds)
 ``forecast``   an indicator's forecast band crossing a limit ``within`` a horizon
 ``cell_count`` rows per H3 cell (at ``res``) whose time is in the last ``window``
-``reading``    a row's ``column`` (e.g. a sensor reading) beyond a limit, per id
-``silent``     an id whose latest ``time`` is older than ``after``
+``reading``    a row's ``column`` (e.g. a sensor reading) beyond a limit, per id or entity
+``silent``     an id (or entity) whose latest ``time`` is older than ``after``
 ``anomaly``    a cell's count in the latest bucket (or an indicator's latest value)
                against its previous ``baseline_buckets``
 =============  ==============================================================

@@ -323,14 +323,23 @@ class RowsRule(Rule):
         return rows.loc[~missing]
 
 
+def row_keys(rows: pd.DataFrame) -> pd.Series:
+    """What a rule's alerts are per: the entity observed (readings), else the row's id.
+
+    Observations of one station share its entity id, so a rule over them raises one
+    alert per station episode, not one per reading.
+    """
+    return (rows["entity"] if "entity" in rows else rows["id"]).astype("string")
+
+
 def row_names(rows: pd.DataFrame) -> pd.Series:
-    """Each row's label (``name``), or its id when it has none."""
+    """Each row's label (``name``), or its key (:func:`row_keys`) when it has none."""
     names = rows["name"].astype("string") if "name" in rows else pd.Series(pd.NA, index=rows.index)
-    return names.fillna(rows["id"].astype("string"))
+    return names.fillna(row_keys(rows))
 
 
 __all__ = [
     "COMMON_FIELDS", "COMMON_KEYS", "ROW_KEYS", "CheckContext", "Finding", "LimitRule",
     "ParseContext", "Rule", "RowsRule", "RuleUnavailable", "duration_text", "durations", "fmt",
-    "parse_limit", "row_names",
+    "parse_limit", "row_keys", "row_names",
 ]

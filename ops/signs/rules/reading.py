@@ -1,4 +1,10 @@
-"""``reading``: a row's ``column`` (e.g. a sensor reading) beyond a limit, one alert per id.
+"""``reading``: a row's ``column`` (e.g. a sensor reading) beyond a limit, one alert per id or entity.
+
+Over observations (``things/readings``: one row per station and hour) it judges
+each entity's latest reading and keys its alert by the entity: the alert is raised
+when a station breaks the limit, kept (updated) while its readings keep breaking
+it, and cleared when a reading is back within it — one alert per episode, not one
+per reading.
 
 ::
 
@@ -30,13 +36,14 @@ from ops.signs.rules.base import (
     RowsRule,
     RuleUnavailable,
     parse_limit,
+    row_keys,
     row_names,
 )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReadingRule(RowsRule, LimitRule):
-    """Rows present now whose ``column`` is beyond ``above``/``below``."""
+    """Rows present now (each entity's latest observation) whose ``column`` is beyond a limit."""
 
     kind: ClassVar[str] = "reading"
     keys: ClassVar[frozenset[str]] = RowsRule.keys | {"column", "above", "below"}
@@ -78,5 +85,5 @@ class ReadingRule(RowsRule, LimitRule):
         return [Finding(str(row_id), self.severity, float(value), limit, (int(cell),),
                         fields={"name": str(name), "column": self.column},
                         strength=abs(float(value) - limit))
-                for row_id, cell, value, name in zip(rows["id"], rows["cell"], values, names,
+                for row_id, cell, value, name in zip(row_keys(rows), rows["cell"], values, names,
                                                      strict=True)]

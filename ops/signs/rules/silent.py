@@ -1,4 +1,4 @@
-"""``silent``: an id whose latest ``time`` is older than ``after``, one alert per id.
+"""``silent``: an id (or entity) whose latest ``time`` is older than ``after``, one alert per id or entity.
 
 ::
 
@@ -19,7 +19,16 @@ from typing import Any, ClassVar
 
 from ops.signs import kit
 from ops.signs.rows import event_rows
-from ops.signs.rules.base import CheckContext, Finding, ParseContext, RowsRule, durations, fmt, row_names
+from ops.signs.rules.base import (
+    CheckContext,
+    Finding,
+    ParseContext,
+    RowsRule,
+    durations,
+    fmt,
+    row_keys,
+    row_names,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +57,9 @@ class SilentRule(RowsRule):
         rows = self.timed(self.select(rows), ctx, "time")
         if rows.empty:
             return []
-        latest = rows.sort_values("time", kind="stable").drop_duplicates("id", keep="last")
+        keys = row_keys(rows)
+        latest = rows.assign(_key=keys).sort_values("time", kind="stable") \
+            .drop_duplicates("_key", keep="last")
         silent_s = (ctx.now - latest["time"]).dt.total_seconds().to_numpy()
         hit = silent_s > self.after
         latest, silent_s = latest.loc[hit], silent_s[hit]
@@ -57,5 +68,5 @@ class SilentRule(RowsRule):
         return [Finding(str(row_id), self.severity, seconds / 60.0, self.after / 60.0, (int(cell),),
                         fields={"name": str(name), "minutes": fmt(seconds / 60.0, 0), **after},
                         strength=seconds)
-                for row_id, cell, seconds, name in zip(latest["id"], latest["cell"], silent_s,
+                for row_id, cell, seconds, name in zip(latest["_key"], latest["cell"], silent_s,
                                                        row_names(latest), strict=True)]
