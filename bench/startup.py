@@ -3,7 +3,8 @@
 Each run is a fresh interpreter (imports included, as an operator's restart is) that
 times ``create_app(load_config(path), start_ingest=False)`` with ``[cache] directory``
 pointed at a temporary folder: the first run finds it empty (cold: every areal
-apportionment computed), the next ones find what the first wrote (warm)::
+apportionment computed), the next ones find what the first wrote (warm). Wall seconds per
+step, and the process's CPU seconds (less disturbed by other work on a shared machine)::
 
     .venv/bin/python bench/startup.py                       # the demo city, 1 cold + 2 warm
     .venv/bin/python bench/startup.py --config cities/nyc/snapshot.toml --warm 3
@@ -32,7 +33,8 @@ config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, dir
 t2 = time.perf_counter()
 app = create_app(config, start_ingest=False)
 t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "config": t2 - t1, "create_app": t3 - t2, "total": t3 - t0}))
+print(json.dumps({"import": t1 - t0, "config": t2 - t1, "create_app": t3 - t2, "total": t3 - t0,
+                  "cpu": time.process_time()}))
 """
 
 
@@ -52,10 +54,10 @@ def main() -> int:
         runs = [("cold", run_once(args.config, cache_dir))]
         runs += [(f"warm {i + 1}", run_once(args.config, cache_dir)) for i in range(args.warm)]
     print(f"start-up of {args.config or 'the demo city'} (seconds)")
-    print(f"{'run':<8} {'import':>7} {'config':>7} {'create_app':>11} {'total':>7}")
+    print(f"{'run':<8} {'import':>7} {'config':>7} {'create_app':>11} {'total':>7} {'cpu':>7}")
     for name, t in runs:
         print(f"{name:<8} {t['import']:>7.2f} {t['config']:>7.2f} {t['create_app']:>11.2f} "
-              f"{t['total']:>7.2f}")
+              f"{t['total']:>7.2f} {t['cpu']:>7.2f}")
     return 0
 
 

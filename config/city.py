@@ -95,11 +95,29 @@ class CacheSettings:
     #: Name of the environment variable holding the Redis URL (never the URL itself).
     redis_url_env: str = "CITYBRAIN_REDIS_URL"
     default_timeout: int = 300
-    #: Where derived data (cell apportionments) is cached on disk.
-    directory: str = ".cache/citybrain"
+    #: Where derived data (cell apportionments) is cached on disk; empty: the user's
+    #: cache folder ($XDG_CACHE_HOME/citybrain, else ~/.cache/citybrain); a relative
+    #: path is relative to the config file's folder. See :meth:`disk_directory`.
+    directory: str = ""
     #: Prefix of every Redis key (cache entries and shared live state), so that
     #: several deployments can share one Redis.
     key_prefix: str = "citybrain:"
+
+
+    def disk_directory(self, config_dir: Path | None = None,
+                       environ: Mapping[str, str] | None = None) -> Path:
+        """The folder of the on-disk cache, outside the checkout unless configured there.
+
+        XDG's base directory rule, written out (three lines) rather than a dependency:
+        citybrain runs on Linux servers.
+        """
+        if self.directory:
+            path = Path(self.directory).expanduser()
+            return path if path.is_absolute() else (config_dir or Path.cwd()) / path
+        env = os.environ if environ is None else environ
+        base = env.get("XDG_CACHE_HOME") or ""
+        root = Path(base) if Path(base).is_absolute() else Path.home() / ".cache"
+        return root / "citybrain"
 
 
 @dataclass(frozen=True)

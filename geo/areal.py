@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import geopandas as gpd
@@ -28,7 +32,7 @@ from pyproj import CRS
 log = logging.getLogger(__name__)
 
 #: Bump when the algorithm changes, so cached results are recomputed.
-ALGORITHM_VERSION = "overlap-v2"  # v2: exact cell outlines (v1 used 1e-5° rounded ones)
+ALGORITHM_VERSION = "overlap-v3"  # v3: cached per geometry set; v2: exact cell outlines
 
 
 def equal_area_crs(geoms: gpd.GeoSeries) -> CRS:
@@ -90,22 +94,60 @@ def overlaps(areas: gpd.GeoDataFrame, res: int) -> pd.DataFrame:
     return result.loc[result["area_m2"] > 0].reset_index(drop=True)
 
 
-def apportion(areas: gpd.GeoDataFrame, res: int, cache_dir: Path | None = None) -> pd.DataFrame:
+class OverlapCache:
+    """Overlaps already computed: on disk per set of geometries, in memory per geometry.
+
+    One per city (the store holds it): when a boundary level and a land source share
+    shapes — one file used twice, or a source that drops a few of the boundary's
+    polygons — each shape is intersected once. ``directory`` None keeps nothing on disk.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        #: Per resolution: the (geometry_key, cell, area_m2) pieces seen, and their keys.
+        self._pieces: dict[int, pd.DataFrame] = {}
+        self._keys: dict[int, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def file(self, key: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"overlaps-{key}.parquet"
+
+    def remember(self, res: int, by_geometry: pd.DataFrame) -> None:
+        with self._lock:
+            keys = self._keys.setdefault(res, set())
+            new = ~by_geometry["geometry_key"].isin(keys)
+            if not new.any():
+                return
+            added = by_geometry.loc[new]
+            known = self._pieces.get(res)
+            self._pieces[res] = added if known is None else pd.concat([known, added],
+                                                                      ignore_index=True)
+            keys.update(added["geometry_key"].unique().tolist())
+
+    def known(self, res: int, geometry_keys: np.ndarray) -> pd.DataFrame | None:
+        """The stored pieces of every key, or None unless all are known."""
+        with self._lock:
+            if not set(geometry_keys.tolist()) <= self._keys.get(res, set()):
+                return None
+            pieces = self._pieces[res]
+        return pieces.loc[pieces["geometry_key"].isin(geometry_keys)].reset_index(drop=True)
+
+
+def apportion(areas: gpd.GeoDataFrame, res: int,
+              cache: OverlapCache | Path | None = None) -> pd.DataFrame:
     """Spread each area's ``value`` over its cells by overlap.
 
     Returns one row per (area, cell): ``cell``, ``id``, ``name``, ``source``,
     ``area_m2`` (overlap), ``area_km2``, ``value`` (the area's value × overlap share)
-    and ``unit_area_km2`` (the whole area's). Results are cached on disk by content.
+    and ``unit_area_km2`` (the whole area's). The overlaps — the costly part — come
+    from :func:`cached_overlaps`: computed once per geometry (a folder is a cache
+    without the in-memory part).
     """
-    key = _cache_key(areas, res)
-    cached = cache_dir / f"apportion-{key}.parquet" if cache_dir else None
-    if cached is not None and cached.exists():
-        return pd.read_parquet(cached)
-    pieces = overlaps(areas, res)
+    pieces = cached_overlaps(areas, res, cache)
     total = pieces.groupby("row")["area_m2"].transform("sum")
     share = (pieces["area_m2"] / total).to_numpy()
     source_rows = areas.iloc[pieces["row"].to_numpy()]
-    result = pd.DataFrame({
+    return pd.DataFrame({
         "cell": pieces["cell"].to_numpy(),
         "id": source_rows["id"].astype(str).to_numpy(),
         "name": source_rows["name"].astype(str).to_numpy(),
@@ -115,17 +157,58 @@ def apportion(areas: gpd.GeoDataFrame, res: int, cache_dir: Path | None = None) 
         "value": source_rows["value"].to_numpy(dtype=float) * share,
         "unit_area_km2": total.to_numpy() / 1e6,
     })
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        result.to_parquet(tmp)
-        tmp.replace(cached)
-    return result
 
 
-def _cache_key(areas: gpd.GeoDataFrame, res: int) -> str:
+def cached_overlaps(areas: gpd.GeoDataFrame, res: int,
+                    cache: OverlapCache | Path | None = None) -> pd.DataFrame:
+    """:func:`overlaps` of ``areas``, each geometry intersected at most once per cache.
+
+    Geometries are keyed by their WKB in WGS84: ids, names and values do not change
+    overlaps, so a boundary level and a land source read from one file share them, and
+    so does a file whose values change while its shapes stay. On disk the pieces of a
+    whole set are one file named by its sorted keys (and the algorithm's version), read
+    back on the next start; in memory they are kept per geometry, so a set that is a
+    subset of one seen before (a source that rejected a polygon) is not recomputed.
+    """
+    if not isinstance(cache, OverlapCache):
+        cache = OverlapCache(cache)
+    wkb = shapely.to_wkb(areas.geometry.to_crs("EPSG:4326").values)
+    digests = np.array([hashlib.blake2b(w or b"", digest_size=16).hexdigest() for w in wkb])
+    _, first = np.unique(digests, return_index=True)
+    distinct = np.sort(first)  # each distinct shape once, in the frame's order
+    cached = cache.file(_cache_key(digests, res))
+    by_geometry = cache.known(res, digests[distinct])
+    if by_geometry is None and cached is not None and cached.exists():
+        by_geometry = pd.read_parquet(cached)
+        log.debug("overlaps of %d areas at res %d from %s", len(areas), res, cached.name)
+    elif by_geometry is None:
+        started = time.perf_counter()
+        pieces = overlaps(areas.iloc[distinct], res)
+        by_geometry = pd.DataFrame({"geometry_key": digests[distinct][pieces["row"].to_numpy()],
+                                    "cell": pieces["cell"].to_numpy(),
+                                    "area_m2": pieces["area_m2"].to_numpy()})
+        log.info("intersected %d areas with res-%d cells in %.1f s", len(distinct), res,
+                 time.perf_counter() - started)
+    if cached is not None and not cached.exists():
+        _write_atomically(by_geometry, cached)
+    cache.remember(res, by_geometry)
+    # Back to this frame's rows: every row whose geometry has that key gets its pieces.
+    rows = pd.DataFrame({"row": np.arange(len(digests), dtype=np.int64), "geometry_key": digests})
+    merged = rows.merge(by_geometry, on="geometry_key", how="inner", sort=False)
+    return merged.sort_values("row", kind="stable")[["row", "cell", "area_m2"]] \
+        .reset_index(drop=True)
+
+
+def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` so that a reader (another worker) sees the whole file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    frame.to_parquet(tmp)
+    tmp.replace(path)
+
+
+def _cache_key(digests: np.ndarray, res: int) -> str:
     digest = hashlib.sha256(f"{ALGORITHM_VERSION}|{res}".encode())
-    digest.update(b"".join(shapely.to_wkb(areas.geometry.values)))
-    for column in ("id", "name", "value", "source"):
-        digest.update(pd.util.hash_pandas_object(areas[column], index=False).to_numpy().tobytes())
+    for item in sorted(set(digests.tolist())):
+        digest.update(item.encode())
     return digest.hexdigest()[:24]

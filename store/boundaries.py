@@ -14,7 +14,7 @@ import pandas as pd
 
 from config.city import Boundary
 from config.columns import check_boundary_file
-from geo.areal import apportion
+from geo.areal import OverlapCache, apportion
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def boundary_to_wgs84(units: gpd.GeoDataFrame, crs: str | None) -> gpd.GeoDataFr
     return units.to_crs("EPSG:4326")
 
 
-def load_boundary(spec: Boundary, base_res: int, cache_dir: Path) -> BoundaryLevel:
+def load_boundary(spec: Boundary, base_res: int,
+                  cache: OverlapCache | Path | None = None) -> BoundaryLevel:
     """One admin level read from its file, in WGS84, with every base cell assigned to a unit.
 
     A missing file or field is a :class:`~config.kit.ConfigError` naming the key to fix.
@@ -74,7 +75,7 @@ def load_boundary(spec: Boundary, base_res: int, cache_dir: Path) -> BoundaryLev
         if frame["name"].duplicated().any() else frame
     pieces = apportion(
         frame.assign(value=1.0, source=spec.level)[["id", "name", "value", "source", "geometry"]],
-        base_res, cache_dir)
+        base_res, cache)
     best = pieces.sort_values("area_m2", ascending=False).drop_duplicates("cell")
     return BoundaryLevel(spec=spec, units=frame, cells=best[["cell", "name"]]
                          .reset_index(drop=True))

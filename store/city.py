@@ -23,11 +23,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from config.city import REPO_ROOT, Boundary, CityConfig, Source
+from config.city import Boundary, CityConfig, Source
 from config.clock import CityClock
 from data import Adapter, AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import empty_frame
-from geo.areal import apportion
+from geo.areal import OverlapCache, apportion
 from geo.hexes import parents
 from layers import LAYERS, outline_layers
 from layers.aggregate import aggregate, cells_in_view, filter_rows
@@ -51,6 +51,8 @@ class CityData:
         self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone,
                                       clock=self.clock)
         self.cache_dir = _cache_dir(config)
+        # One per city: a shape shared by a boundary level and a land source is intersected once.
+        self.overlap_cache = OverlapCache(self.cache_dir)
         self.health: dict[str, SourceHealth] = {
             s.name: SourceHealth(s.name, s.layer, s.role, s.adapter, s.simulated, s.stale_after)
             for s in config.sources
@@ -163,7 +165,7 @@ class CityData:
             rejected.update(unknown)
         if role.geometry == "area" and len(frame):
             self._areas[source.name] = frame
-            frame = apportion(frame, self.config.map.base_res, self.cache_dir)
+            frame = apportion(frame, self.config.map.base_res, self.overlap_cache)
         with self._lock:
             if batch.replace:
                 health.rejected = rejected
@@ -219,7 +221,7 @@ class CityData:
         return changed
 
     def _load_boundary(self, spec: Boundary) -> BoundaryLevel:
-        return load_boundary(spec, self.config.map.base_res, self.cache_dir)
+        return load_boundary(spec, self.config.map.base_res, self.overlap_cache)
 
     # ------------------------------------------------------------------ access
     def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame:
@@ -468,8 +470,7 @@ def empty_role_frame(layer: str, role_name: str) -> pd.DataFrame:
 
 
 def _cache_dir(config: CityConfig) -> Path:
-    path = Path(config.cache.directory)
-    return path if path.is_absolute() else REPO_ROOT / path
+    return config.cache.disk_directory(None if config.path is None else config.path.parent)
 
 
 __all__ = ["CityData", "SourceHealth", "BoundaryLevel", "aggregate", "cells_in_view",
