@@ -17,7 +17,7 @@ from callbacks.map import replay_moment
 from callbacks.ops_panel import overlay_options as ops_overlay_options
 from callbacks.tour import query_flag
 from config.i18n import pick, t
-from layers import DEFAULT_LAYER, LAYERS
+from layers import LAYERS
 
 if TYPE_CHECKING:
     from config.city import CityConfig
@@ -77,7 +77,7 @@ def controls_column(config: CityConfig, data: CityData, language: str) -> html.A
     return html.Aside(className="cb-controls", children=[
         label("panel.hex_layer", language, html.H2),
         dcc.RadioItems(id=ids.HEX_LAYER, options=layer_options(language),
-                       value=DEFAULT_LAYER, className="cb-layer-radio",
+                       value=data.opening_layer(), className="cb-layer-radio",
                        inputClassName="cb-radio-input"),
         label("panel.metric", language, html.H2),
         dcc.Dropdown(id=ids.METRIC, clearable=False, className="cb-dropdown"),

@@ -364,6 +364,21 @@ class CityData:
     def metric(self, layer: str, name: str | None) -> Metric:
         return LAYERS[layer].metric(name, self.config.sources)
 
+    def opening_layer(self) -> str:
+        """The layer a page opens on: the first (in the registry's order) holding rows.
+
+        A city without census data does not open on an empty people layer; a city with
+        no data loaded yet opens on its first layer that has sources, else the first.
+        """
+        for wanted in ("rows", "sources"):
+            for layer in LAYERS:
+                sources = self.config.sources_for(layer)
+                if wanted == "sources" and sources:
+                    return layer
+                if any(self.health[s.name].rows_loaded for s in sources):
+                    return layer
+        return next(iter(LAYERS))
+
     def layer_stale(self, layer: str) -> bool:
         sources = self.config.sources_for(layer)
         return bool(sources) and any(self.health[s.name].is_stale() for s in sources)
