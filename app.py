@@ -31,6 +31,8 @@ from config.sections import ConfigSchema
 from services import CallbackErrors, build
 
 log = logging.getLogger("citybrain")
+#: gunicorn's exit code for a worker whose app cannot load: the master then stops.
+GUNICORN_APP_LOAD_ERROR = 4
 
 
 @functools.cache
@@ -43,10 +45,11 @@ def config_schema() -> ConfigSchema:
     from data import adapter_names, get_adapter_class
     from layers import LAYERS
     from ops.events.settings import EVENTS_SECTION, USERS_SECTION
+    from ops.sessions import SIGNIN_SECTION
     from ops.signs.settings import SIGNS_SECTION
 
     return ConfigSchema(layers=LAYERS, adapter_names=adapter_names, adapter=get_adapter_class,
-                        sections=(EVENTS_SECTION, USERS_SECTION, SIGNS_SECTION))
+                        sections=(EVENTS_SECTION, USERS_SECTION, SIGNIN_SECTION, SIGNS_SECTION))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:
@@ -116,7 +119,13 @@ def create_app(config: CityConfig | None = None, start_ingest: bool = True) -> D
 def __getattr__(name: str) -> Any:
     """``app:server`` for gunicorn, built on first access (not at import)."""
     if name == "server":
-        return create_app(check_files(load_config(os.environ.get("CITYBRAIN_CONFIG")))).server
+        try:
+            return create_app(check_files(load_config(os.environ.get("CITYBRAIN_CONFIG")))).server
+        except ConfigError as exc:
+            # One line, and gunicorn's "App failed to load" exit code: the server stops
+            # instead of restarting workers that cannot start.
+            print(f"citybrain: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(GUNICORN_APP_LOAD_ERROR) from None
     raise AttributeError(name)
 
 

@@ -8,10 +8,13 @@
 - ``POST /api/events/<id>/transition`` (operator): JSON ``{"to", "department",
   "note", "expected_version"}``; answers the event as changed.
 - ``POST /api/events/login`` / ``logout`` and ``GET /api/events/me``: browser sessions.
+  Sign-in is limited per client address and locked per user name after repeated
+  wrong passwords (429 with ``Retry-After``; see :mod:`ops.sessions`); logout closes
+  the session on the server, so its cookie is refused afterwards.
 
 Errors are JSON with an HTTP status: 400 a bad request or a transition the
 lifecycle refuses (nothing changes), 401 no known user, 403 a role that may not,
-404 no such event, 409 the event changed meanwhile. Text from the public is
+404 no such event, 409 the event changed meanwhile, 429 too many sign-in tries. Text from the public is
 returned as JSON strings and responses say ``nosniff``: a browser never renders it
 as markup.
 """
@@ -19,9 +22,9 @@ as markup.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from api.auth import require_role
 from api.errors import ApiError, install
@@ -35,6 +38,7 @@ from ops.events.model import (
     TransitionError,
 )
 from ops.events.pipeline import EventPipeline
+from ops.sessions import SignInRefused
 
 READ_ROLES = ("operator", "viewer", "exhibition")
 DEFAULT_LIMIT = 100
@@ -51,6 +55,9 @@ _DOMAIN_ERRORS: dict[type[Exception], Callable[[Any], ApiError]] = {
     ConflictError: lambda exc: ApiError(409, str(exc), id=exc.event_id,
                                         expected_version=exc.expected, current_version=exc.actual),
     PermissionDenied: lambda exc: ApiError(403, str(exc)),
+    SignInRefused: lambda exc: ApiError(503 if exc.reason == "unavailable" else 429, str(exc),
+                                        headers={"Retry-After": str(exc.retry_after)},
+                                        reason=exc.reason, retry_after=exc.retry_after),
 }
 
 
@@ -114,6 +121,8 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     api = Blueprint("citybrain_events", __name__, url_prefix="/api/events")
     install(api, _DOMAIN_ERRORS)
     auth = pipeline.auth
+    # The sign-in limits and cookie flags go on whichever app serves this blueprint.
+    api.record_once(lambda state: auth.guard.install(cast(Flask, state.app)))
 
     @api.after_request
     def _headers(response: Response) -> Response:
@@ -170,7 +179,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         if not isinstance(body, dict) or not isinstance(body.get("name"), str) \
                 or not isinstance(body.get("password"), str):
             raise ApiError(400, "send JSON {\"name\": …, \"password\": …}")
-        user = auth.authenticate(body["name"], body["password"])
+        user = auth.attempt(body["name"], body["password"])
         if user is None:
             raise ApiError(401, "unknown user or wrong password")
         auth.login(user)

@@ -16,6 +16,7 @@ from callbacks import ids
 from callbacks.common import data_attrs, label
 from config.i18n import t
 from ops.events.model import CHANGE_ROLES, SYSTEM
+from ops.sessions import SignInRefused
 
 if TYPE_CHECKING:
     from ops.auth import Auth
@@ -43,14 +44,26 @@ def signed_in(services: Services) -> User | None:
     return session_user(services.auth)
 
 
-def session_state(user: User | None, failed: bool = False) -> dict[str, Any]:
-    """What the ``SESSION_USER`` store holds: the name and role to show, or a failed try."""
-    return {"user": {"name": user.name, "role": user.role} if user else None, "failed": failed}
+def session_state(user: User | None, failed: bool = False,
+                  retry_after: int | None = None) -> dict[str, Any]:
+    """What the ``SESSION_USER`` store holds: the name and role to show, or a failed try.
+
+    ``retry_after`` (seconds) is set when the try was refused unchecked (too many tries).
+    """
+    state: dict[str, Any] = {"user": {"name": user.name, "role": user.role} if user else None,
+                             "failed": failed}
+    if retry_after is not None:
+        state["retry_after"] = retry_after
+    return state
 
 
 def sign_in(auth: Auth, name: str | None, password: str | None) -> dict[str, Any]:
-    """Check a name and password; on success the Flask session remembers the user."""
-    user = auth.authenticate((name or "").strip(), password or "")
+    """Try a name and password (limited, see :meth:`ops.auth.Auth.attempt`); on success
+    the Flask session remembers the user."""
+    try:
+        user = auth.attempt((name or "").strip(), password or "")
+    except SignInRefused as refused:
+        return session_state(None, failed=True, retry_after=refused.retry_after)
     if user is None:
         return session_state(None, failed=True)
     auth.login(user)
@@ -101,8 +114,14 @@ def session_view(session: dict[str, Any] | None, language: str, has_events: bool
                                 id="signed-in-as", **data_attrs({"data-role": user["role"]}))
         form, logout = "ops-login-fields ops-hidden", "cb-button ops-logout"
     else:
-        status = html.Span(t("login.failed", language), className="ops-bad") \
-            if (session or {}).get("failed") else t("login.title", language)
+        retry_after = (session or {}).get("retry_after")
+        if retry_after:
+            status = html.Span(t("login.refused", language, seconds=retry_after),
+                               className="ops-bad")
+        elif (session or {}).get("failed"):
+            status = html.Span(t("login.failed", language), className="ops-bad")
+        else:
+            status = t("login.title", language)
         form, logout = f"ops-login-fields {hidden}".strip(), "cb-button ops-logout ops-hidden"
     return (status, form, logout, t("login.name", language), t("login.password", language))
 

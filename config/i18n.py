@@ -157,6 +157,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "login.logout": ("退出登录", "Sign out"),
     "login.as": ("已登录：{name}（{role}）", "Signed in: {name} ({role})"),
     "login.failed": ("用户名或密码错误", "Unknown user or wrong password"),
+    "login.refused": ("尝试次数过多，请 {seconds} 秒后再试",
+                      "Too many sign-in attempts; try again in {seconds} s"),
     "role.operator": ("值班员", "operator"),
     "role.viewer": ("查看者", "viewer"),
     "role.exhibition": ("展示屏", "exhibition"),

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from config.city import CityConfig
     from ops.auth import Auth
     from ops.events.pipeline import EventPipeline
+    from ops.sessions import SessionGuard
     from ops.signs.service import VitalSigns
     from store.city import CityData
     from store.ingest import IngestEngine
@@ -91,6 +92,8 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     from store.ingest import IngestEngine
     from store.replication import open_shared
 
+    # Refused before anything starts: several workers without one session key.
+    secret_key = _secret_key(config) if config.section(EVENTS_SECTION) is not None else None
     shared = open_shared(config)  # None unless several workers share the live state
     store: CityData
     if shared is not None:
@@ -105,7 +108,8 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     if config.section(EVENTS_SECTION) is not None:
         services.events = _start_events(store, engine)
         services.auth = services.events.auth
-        services.secret_key = _secret_key()
+        services.auth.guard = _signin_guard(config)
+        services.secret_key = secret_key
     if config.section(SIGNS_SECTION) is not None:
         services.signs = _start_signs(store, engine)
     if shared is not None:
@@ -117,14 +121,51 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     return services
 
 
-def _secret_key() -> str:
-    """``CITYBRAIN_SECRET_KEY``, else a random key that lasts as long as this process."""
+def several_workers(config: CityConfig) -> str | None:
+    """Why more than one process serves this city (None when one does)."""
+    from ops.sessions import serving_workers
+    from store.replication import shared_mode
+
+    if shared_mode(config) is not None:
+        return "workers share the live state through Redis"
+    if config.cache.type == "RedisCache":
+        return "the cache is on Redis ([cache] type = \"RedisCache\")"
+    workers = serving_workers()
+    if workers > 1:
+        return f"gunicorn runs {workers} workers"
+    return None
+
+
+def _secret_key(config: CityConfig) -> str:
+    """``CITYBRAIN_SECRET_KEY``; one process alone may make up a key that lasts as long as it.
+
+    With several workers a made-up key would differ in each, and a sign-in would hold
+    on one worker only: that is a ConfigError naming the variable.
+    """
+    from config.city import ConfigError
+
     secret = os.environ.get("CITYBRAIN_SECRET_KEY")
     if not secret:
+        why = several_workers(config)
+        if why is not None:
+            raise ConfigError(f"CITYBRAIN_SECRET_KEY is not set but {why}: set it to the same long "
+                              "random value for every worker (see docs/deployment.md)")
         log.warning("CITYBRAIN_SECRET_KEY is not set: operator sign-in lasts only as long "
                     "as this process")
         secret = secrets.token_hex(32)
     return secret
+
+
+def _signin_guard(config: CityConfig) -> SessionGuard:
+    """Sign-in limits and open sessions, in Redis when the city uses Redis (shared by workers)."""
+    from ops.sessions import SIGNIN_SECTION, SessionGuard
+    from store.cache import redis_url
+    from store.replication import shared_mode
+
+    uses_redis = shared_mode(config) is not None or config.cache.type == "RedisCache"
+    return SessionGuard(config.section(SIGNIN_SECTION),
+                        redis_url(config.cache) if uses_redis else "memory://",
+                        key_prefix=f"{config.cache.key_prefix}signin:")
 
 
 def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
