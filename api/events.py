@@ -28,6 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from api.auth import require_role
 from api.errors import ApiError, install
+from api.health import stamp_worker
 from geo.hexes import from_hex
 from ops.events.model import (
     OPEN_STATUSES,
@@ -128,7 +129,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     def _headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "no-store"
-        return response
+        return stamp_worker(response)
 
     @api.get("", strict_slashes=False)
     @require_role(auth, *READ_ROLES)
