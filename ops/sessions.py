@@ -4,7 +4,7 @@ The city file's ``[signin]`` table (every key optional)::
 
     [signin]
     attempts = "20/minute"      # sign-in tries per client address (Flask-Limiter notation)
-    max_failures = 5            # wrong passwords for one user name in a row ...
+    max_failures = 5            # wrong passwords for one user name (within `lockout`) ...
     lockout = "15m"             # ... lock that name for this long (the right password too)
     session_lifetime = "12h"    # a signed-in browser is signed out after this long
     same_site = "Lax"           # the session cookie's SameSite: "Lax" or "Strict"
@@ -61,7 +61,7 @@ class SignInSettings:
 
     #: Sign-in tries per client address, in Flask-Limiter's notation ("20/minute").
     attempts: str = "20/minute"
-    #: Wrong passwords for one user name before it is locked.
+    #: Wrong passwords for one user name, within ``lockout`` of the first, before it is locked.
     max_failures: int = 5
     #: How long a locked name stays locked, in seconds.
     lockout: float = 900.0
@@ -197,7 +197,7 @@ class SessionGuard:
             raise self._unavailable(exc) from None
 
     def record_failure(self, name: str) -> None:
-        """A wrong password for ``name``: at ``max_failures`` in a row it is locked."""
+        """A wrong password for ``name``: at ``max_failures`` within ``lockout`` the name is locked."""
         lockout = max(1, int(self.settings.lockout))
         failures = self._storage.incr(self._key("failed", name), lockout)
         if failures >= self.settings.max_failures:
