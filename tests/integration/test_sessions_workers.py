@@ -92,11 +92,14 @@ def test_two_workers_without_the_key_refuse_to_start(tmp_path: Path, key_prefix:
         if server.poll() is None:
             stop(server)
     text = log.read_text(errors="replace")
-    assert code == 4, text[-3000:]  # gunicorn's "App failed to load": the master stopped
+    # The master stopped: 4 is gunicorn's "App failed to load"; when both workers fail in
+    # the same instant gunicorn's own halt raises again while reaping and it exits with 1.
+    assert code in (1, 4), text[-3000:]
+    assert "App failed to load" in text, text[-3000:]
     line = f"citybrain: CITYBRAIN_SECRET_KEY is not set but {why}: set it to the same long " \
            "random value for every worker (see docs/deployment.md)"
     assert line in text.splitlines(), text[-3000:]
-    assert "Traceback" not in text
+    assert "ConfigError" not in text  # one line, not a traceback of ours
 
 
 class Browser:
