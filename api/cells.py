@@ -14,6 +14,7 @@ from flask import Blueprint, jsonify, request
 
 from api.errors import ApiError, install
 from api.health import stamp_worker
+from config.city import API_RESOLUTIONS
 from geo.hexes import cell_center, from_hex, to_hex
 from layers import LAYERS
 from render.profile import cell_profile
@@ -22,8 +23,6 @@ from store.city import CityData
 
 if TYPE_CHECKING:
     from services import Services
-
-API_RESOLUTIONS = range(7, 11)
 
 
 def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None) -> list[dict[str, Any]]:

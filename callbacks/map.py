@@ -97,10 +97,9 @@ def cell_at_click(click: dict[str, Any] | None, zoom: float, settings: MapSettin
             return no_update  # a base-map polygon, not a cell
         return location
     if "lat" in point and "lon" in point:
-        # The cell the point is counted in: its base cell's parent (see aggregate()).
+        # The cell the point is counted in: latLngToCell's at the shown resolution.
         res = zoom_scale(zoom, settings).res
-        base = h3i.latlng_to_cell(point["lat"], point["lon"], settings.base_res)
-        return format(h3i.cell_to_parent(base, min(res, settings.base_res)), "x")
+        return format(h3i.latlng_to_cell(point["lat"], point["lon"], res), "x")
     return no_update
 
 

@@ -73,6 +73,10 @@ class CityInfo:
     theme: Theme = "dark"
 
 
+#: The resolutions ``/api/layers/<id>/cells`` answers at.
+API_RESOLUTIONS = range(7, 11)
+
+
 @dataclass(frozen=True)
 class MapSettings:
     """How the map chooses H3 resolutions and how much it may send to a browser."""
@@ -87,6 +91,12 @@ class MapSettings:
     #: Optional raster tile URL template ({z}/{x}/{y}); empty means no base map tiles.
     tile_url: str = ""
     tile_attribution: str = ""
+
+    @property
+    def served_resolutions(self) -> tuple[int, ...]:
+        """Every resolution the map or the API serves: each point is indexed at all of them."""
+        return tuple(sorted({res for _, res in self.res_by_zoom} | {self.base_res}
+                            | set(API_RESOLUTIONS)))
 
 
 @dataclass(frozen=True)

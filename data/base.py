@@ -8,12 +8,15 @@ frame the rest of citybrain reads, whatever the source:
 point roles
     ``id`` (str), ``time`` (UTC, NaT when the source has none), ``lat``/``lon``
     (WGS84 float64), ``cell`` (H3 int64 at the city's base resolution), ``source``
-    (str), then the role's attribute columns under their normalised names.
+    (str), then the role's attribute columns under their normalised names, and
+    ``cell_<res>`` at every other resolution the city serves
+    (``AdapterContext.resolutions``): the cell ``latLngToCell`` gives the point
+    there, which is not always its base cell's parent (see :mod:`geo.exact`).
 observations (roles with an ``entity`` field, e.g. ``things/readings``)
     as point roles, plus ``entity`` (str); without an ``id`` mapping a row's id is
     ``<entity>@<time>`` (every observation kept). With an ``entity_source`` a row
-    may lack coordinates (``lat``/``lon`` NaN, ``cell`` 0): the store locates it
-    by its entity (:mod:`store.entities`).
+    may lack coordinates (``lat``/``lon`` NaN, ``cell`` and ``cell_<res>`` 0): the
+    store locates it by its entity (:mod:`store.entities`).
 area roles
     ``id``, ``name``, ``value`` (float), ``geometry`` (WGS84 shapely), ``cell`` (of
     a representative point), ``source``.
@@ -37,6 +40,7 @@ import pandas as pd
 
 from config.clock import CityClock
 from geo.crs import to_wgs84
+from geo.exact import cell_column, index_exact
 from geo.hexes import index_points
 
 if TYPE_CHECKING:
@@ -58,6 +62,9 @@ class AdapterContext:
     """What an adapter needs to know about the city it serves."""
 
     base_res: int = 10
+    #: Further resolutions each point is indexed at (the ones the city serves), as
+    #: columns ``cell_<res>`` beside ``cell``: exact cells, not the base cell's parents.
+    resolutions: tuple[int, ...] = ()
     timezone: str = "UTC"
     #: The city clock; replays and simulators run on it (see config.clock).
     clock: CityClock = field(default_factory=CityClock)
@@ -351,11 +358,17 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
         out = out.loc[~duplicated]
     out = out.reset_index(drop=True)
     placed = np.isfinite(out["lat"].to_numpy(dtype=float))
-    cells = np.zeros(len(out), dtype=np.int64)  # 0: to be located by the entity source
-    cells[placed] = index_points(out["lat"].to_numpy(dtype=float)[placed],
-                                 out["lon"].to_numpy(dtype=float)[placed], context.base_res)
-    out.insert(4, "cell", cells)
+    located = index_exact(out["lat"].to_numpy(dtype=float)[placed],
+                          out["lon"].to_numpy(dtype=float)[placed],
+                          {context.base_res, *context.resolutions})
+    cells = {}
+    for res, found in located.items():
+        cells[res] = np.zeros(len(out), dtype=np.int64)  # 0: to be located by the entity source
+        cells[res][placed] = found
+    out.insert(4, "cell", cells.pop(context.base_res))
     out.insert(5, "source", source.name)
+    for res in sorted(cells):
+        out[cell_column(res)] = cells[res]
     out["id"] = out["id"].astype(str)
     out["source"] = out["source"].astype(str)
     if role.derive is not None:

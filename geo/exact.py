@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from geo.hexes import _BATCH, Cells, index_points, parents
+from geo.hexes import _BATCH, Cells, index_points, parents, resolution_of
 
 #: Floats per table row: six edges (a, b, c), centre lat and lon, reach, margin.
 ROW = 22
@@ -73,6 +73,50 @@ def index_exact(lat: NDArray[np.float64], lon: NDArray[np.float64],
             h3i.latlng_to_cell(float(lat64[failed]), float(lon64[failed]), res)
         out[res] = cells.view(np.int64)
     return out
+
+
+def cell_column(res: int) -> str:
+    """The column holding each row's exact cell at ``res`` (besides ``cell``, the base one)."""
+    return f"cell_{res}"
+
+
+def with_cells(rows: pd.DataFrame, base_res: int, resolutions: Iterable[int]) -> pd.DataFrame:
+    """``rows`` (with ``lat``, ``lon``) with ``cell`` at ``base_res`` and :func:`cell_column`
+    at each other resolution, all exact (:func:`index_exact`); a new frame."""
+    extra = sorted({int(r) for r in resolutions} - {int(base_res)})
+    cells = index_exact(rows["lat"].to_numpy(dtype=np.float64),
+                        rows["lon"].to_numpy(dtype=np.float64), [base_res, *extra])
+    out = rows.assign(cell=cells[base_res])
+    for res in extra:
+        out[cell_column(res)] = cells[res]
+    return out
+
+
+def cells_of_rows(rows: pd.DataFrame, res: int) -> Cells:
+    """Each row's cell at ``res``, as ``latLngToCell`` puts a point.
+
+    Read from the row's :func:`cell_column` (or ``cell`` when that is at ``res``),
+    which indexing fills at every resolution the city serves; computed from ``lat``
+    and ``lon`` for any other resolution. Rows that are cells rather than points
+    (no coordinates: apportioned areas, data aggregated to cells elsewhere) roll
+    their cell up the hierarchy.
+    """
+    column = cell_column(res)
+    if column in rows:
+        return rows[column].to_numpy(dtype=np.int64)
+    base = rows["cell"].to_numpy(dtype=np.int64)
+    if not len(base) or int(resolution_of(base[:1])[0]) == res:
+        return base
+    if "lat" in rows and "lon" in rows:
+        lat = rows["lat"].to_numpy(dtype=np.float64, na_value=np.nan)
+        lon = rows["lon"].to_numpy(dtype=np.float64, na_value=np.nan)
+        usable = np.isfinite(lat) & np.isfinite(lon)
+        if usable.all():
+            return index_exact(lat, lon, [res])[res]
+        out = parents(base, res) if int(resolution_of(base[:1])[0]) > res else base.copy()
+        out[usable] = index_exact(lat[usable], lon[usable], [res])[res]
+        return out
+    return parents(base, res)
 
 
 class EdgeTable:

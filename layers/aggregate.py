@@ -11,7 +11,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from geo.hexes import cell_centers, parents
+from geo.exact import cells_of_rows
+from geo.hexes import cell_centers
 from layers.aggregations import cell_areas
 from layers.base import Metric
 
@@ -27,11 +28,10 @@ def filter_rows(frame: pd.DataFrame, where: Iterable[tuple[str, tuple[object, ..
 def aggregate(frame: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
     """One metric per H3 cell at ``res``: a pure function of the normalised rows.
 
-    Rows carry their cell at the base resolution and are rolled up the H3
-    hierarchy (vectorised parents). H3 containment is approximate — a point near
-    an edge can lie just outside its base cell's parent — but roll-up makes every
-    resolution add up exactly (city = Σ districts = Σ cells) and means a point is
-    indexed once, which is what incremental live aggregation rests on.
+    Each row counts in the cell ``latLngToCell`` gives its point at ``res``
+    (:func:`geo.exact.cells_of_rows`), not in its base cell's parent: an H3 parent
+    does not cover all of its children. Every resolution still adds up to the
+    same city total, each row counted once per resolution.
 
     >>> aggregate(frame, Metric("n", "", "", role="requests"), 8)   # doctest: +SKIP
     cell
@@ -41,7 +41,7 @@ def aggregate(frame: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
         frame = filter_rows(frame, metric.where)
     if frame.empty:
         return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
-    cell = pd.Series(parents(frame["cell"].to_numpy(), res), index=frame.index, name="cell")
+    cell = pd.Series(cells_of_rows(frame, res), index=frame.index, name="cell")
     aggregation = metric.aggregation
     values = aggregation.reduce(frame[metric.column] if aggregation.reads_column else cell, cell)
     values = values.dropna().astype(float)  # no value: the cell is empty (Aggregation.empty)

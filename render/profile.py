@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo.hexes import cell_area_km2, cell_center, cell_resolution, parents, to_hex
+from geo.exact import cells_of_rows
+from geo.hexes import cell_area_km2, cell_center, cell_resolution, to_hex
 from layers import LAYERS, population_metric
 from layers.aggregate import aggregate_place
 from layers.base import Layer, Selector
@@ -24,7 +25,7 @@ def cell_selector(cell: int) -> Selector:
     res = cell_resolution(cell)
 
     def select(frame: pd.DataFrame) -> np.ndarray:
-        return parents(frame["cell"].to_numpy(), res) == cell
+        return cells_of_rows(frame, res) == cell
 
     return select
 

@@ -49,7 +49,8 @@ class CityData:
         self.clock = CityClock(speed=config.live.speed, origin=config.live.start,
                                anchored=config.live.start is not None)
         self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone,
-                                      clock=self.clock)
+                                      clock=self.clock,
+                                      resolutions=config.map.served_resolutions)
         self.cache_dir = _cache_dir(config)
         # One per city: a shape shared by a boundary level and a land source is intersected once.
         self.overlap_cache = OverlapCache(self.cache_dir)

@@ -24,7 +24,8 @@ def locate(observations: pd.DataFrame, entities: pd.DataFrame) -> tuple[pd.DataF
     """Observations with their entity's location, name and missing attributes.
 
     Rows without coordinates (``cell == 0`` from :func:`data.base.normalise`) take
-    their entity's ``lat``, ``lon`` and ``cell``; rows with coordinates keep them (a
+    their entity's ``lat``, ``lon``, ``cell`` and exact cells at the other served
+    resolutions (``cell_<res>``); rows with coordinates keep them (a
     mobile sensor is where it says). Every row takes the entity's ``name`` when it
     has none, and any column both frames share (``category``, ``status`` …) where
     its own text value is missing. Unlocated rows whose entity is unknown are dropped
@@ -53,13 +54,18 @@ def locate(observations: pd.DataFrame, entities: pd.DataFrame) -> tuple[pd.DataF
     out = observations.loc[~unknown].copy()
     keys, unplaced = keys[~unknown], unplaced[~unknown]
     matched = by_id.reindex(keys.to_numpy())
-    for column in _LOCATION:
+    exact_cells = [c for c in out.columns if c.startswith("cell_")]
+    if unplaced.any():
+        # A served resolution the entities were not indexed at: computed from lat/lon.
+        out = out.drop(columns=[c for c in exact_cells if c not in matched.columns])
+    location = (*_LOCATION, *(c for c in exact_cells if c in out.columns))
+    for column in location:
         values = out[column].to_numpy().copy()
         values[unplaced] = matched[column].to_numpy()[unplaced]
-        out[column] = values.astype(np.int64 if column == "cell" else float)
+        out[column] = values.astype(np.int64 if column.startswith("cell") else float)
     # Text attributes only: a reading's missing value is missing, not the device's last one.
     shared = [c for c in out.columns if c in matched.columns
-              and c not in _LOCATION + ("id", "time", "source", "entity")
+              and c not in location + ("id", "time", "source", "entity")
               and not pd.api.types.is_numeric_dtype(out[c])
               and not pd.api.types.is_datetime64_any_dtype(out[c])]
     for column in shared:

@@ -21,13 +21,15 @@ proportion to what changed, not to the size of the window.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from geo.hexes import parents
+from geo.exact import cells_of_rows
+from geo.hexes import parents, resolution_of
 from layers.aggregate import filter_rows
 from layers.aggregations import cell_areas
 from layers.base import Metric
@@ -151,11 +153,16 @@ class IncrementalTotals:
     A metric's aggregation says what to keep (:attr:`layers.aggregations.Aggregation.parts`):
     one running sum per part and cell (a count: one; a mean: sum and count). Totals are
     kept per (metric, resolution) as sorted cells and an aligned ``(cells, parts)``
-    array. A delta's rows (added with their weights, removed with their negatives) are
-    summed by cell once per metric; since a sorted array of same-resolution cells stays
-    sorted under :func:`geo.hexes.parents`, every resolution's change is a run-length
-    sum (``np.add.reduceat``) merged into the totals with a ``searchsorted``. No pandas
-    grouping on the hot path: a tick costs O(rows · log rows) plus a merge.
+    array. Each row counts in its exact cell at each resolution (the ``cell_<res>``
+    columns indexing fills, see :mod:`geo.exact`), which for all but a few percent of
+    rows is its base cell's parent. So a delta's rows (added with their weights,
+    removed with their negatives) are summed by base cell once per metric; since a
+    sorted array of same-resolution cells stays sorted under
+    :func:`geo.hexes.parents`, every resolution's roll-up is a run-length sum
+    (``np.add.reduceat``), corrected by the rows whose exact cell is another one
+    (their weight moves from the parent to that cell), and merged into the totals
+    with a ``searchsorted``. No pandas grouping on the hot path: a tick costs
+    O(rows · log rows) plus a merge.
     """
 
     def __init__(self) -> None:
@@ -177,8 +184,8 @@ class IncrementalTotals:
                              "incrementally; aggregate the rows instead")
         with self._lock:
             sums = _CellSums(aggregation.parts)
-            cells, weights = _weighted_cells(rows, metric)
-            sums.merge(*_run_sums(*_sum_by_cell(cells, weights), res))
+            kept, weights = _weighted_rows(rows, metric)
+            sums.merge(*_exact_sums((kept,), weights, (res,))[res])
             self._totals[(metric.name, res)] = sums
             self._metrics[metric.name] = metric
             return cell_values(metric, sums.parts())
@@ -201,14 +208,13 @@ class IncrementalTotals:
                 by_metric.setdefault(name, []).append(res)
             for name, resolutions in by_metric.items():
                 metric = self._metrics[name]
-                added, added_w = _weighted_cells(delta.added, metric)
-                removed, removed_w = _weighted_cells(delta.removed, metric)
+                added, added_w = _weighted_rows(delta.added, metric)
+                removed, removed_w = _weighted_rows(delta.removed, metric)
                 if not len(added) and not len(removed):
                     continue
-                cells, weights = _sum_by_cell(np.concatenate([added, removed]),
-                                              np.concatenate([added_w, -removed_w]))
-                for res in resolutions:
-                    self._totals[(name, res)].merge(*_run_sums(cells, weights, res))
+                weights = np.concatenate([added_w, -removed_w])
+                for res, sums in _exact_sums((added, removed), weights, resolutions).items():
+                    self._totals[(name, res)].merge(*sums)
 
     def reset(self) -> None:
         with self._lock:
@@ -264,24 +270,50 @@ def cell_values(metric: Metric, parts: pd.DataFrame) -> pd.Series:
     return aggregation.finish(values, cell_areas)
 
 
-def _weighted_cells(rows: pd.DataFrame, metric: Metric) -> tuple[NDArray[np.int64],
+def _weighted_rows(rows: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame,
                                                                NDArray[np.float64]]:
-    """The base cells of the rows a metric counts, and what each row adds to each part."""
+    """The rows a metric counts, and what each row adds to each part."""
     aggregation = metric.aggregation
     if rows.empty:
-        return np.empty(0, dtype=np.int64), np.empty((0, aggregation.parts), dtype=np.float64)
+        return rows, np.empty((0, aggregation.parts), dtype=np.float64)
     if metric.source is not None:
         rows = rows.loc[(rows["source"] == metric.source).to_numpy()]
     if metric.where:
         rows = filter_rows(rows, metric.where)
-    cells = rows["cell"].to_numpy(dtype=np.int64)
     if not aggregation.reads_column:
-        return cells, aggregation.weights(None, len(cells))
+        return rows, aggregation.weights(None, len(rows))
     values = pd.to_numeric(rows[metric.column], errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)
-    weights = aggregation.weights(values, len(cells))
+    weights = aggregation.weights(values, len(rows))
     keep = weights.any(axis=1)  # as in aggregate(): a missing value adds nothing
-    return cells[keep], weights[keep]
+    return rows.loc[keep], weights[keep]
+
+
+def _exact_sums(frames: Sequence[pd.DataFrame], weights: NDArray[np.float64],
+                resolutions: Iterable[int]
+                ) -> dict[int, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+    """Per-cell sums at each resolution of the frames' rows (weighted, in order), each
+    row in its exact cell (:func:`geo.exact.cells_of_rows`), as sorted unique cells."""
+    frames = [f for f in frames if len(f)]
+    base = np.concatenate([f["cell"].to_numpy(dtype=np.int64) for f in frames]) if frames \
+        else np.empty(0, dtype=np.int64)
+    base_res = int(resolution_of(base[:1])[0]) if len(base) else 0
+    by_base = _sum_by_cell(base, weights)
+    out = {}
+    for res in resolutions:
+        exact = np.concatenate([cells_of_rows(f, res) for f in frames]) if frames else base
+        if res > base_res:  # finer than the rows' cells: no roll-up to correct
+            out[res] = _sum_by_cell(exact, weights)
+            continue
+        cells, sums = _run_sums(*by_base, res)
+        rolled = parents(base, res)
+        moved = exact != rolled
+        if moved.any():  # these rows' weight goes from their parent to their own cell
+            cells, sums = _sum_by_cell(
+                np.concatenate([cells, rolled[moved], exact[moved]]),
+                np.concatenate([sums, -weights[moved], weights[moved]]))
+        out[res] = (cells, sums)
+    return out
 
 
 def _sum_by_cell(cells: NDArray[np.int64], weights: NDArray[np.float64]) -> tuple[
@@ -316,7 +348,7 @@ def _run_sums(cells: NDArray[np.int64], weights: NDArray[np.float64], res: int
 def contribution(rows: pd.DataFrame, metric: Metric, res: int) -> pd.DataFrame:
     """The running sums ``rows`` give an incremental metric, per cell at ``res``
     (the same parts :meth:`IncrementalTotals.parts` keeps for a live source)."""
-    cells, weights = _weighted_cells(rows, metric)
+    kept, weights = _weighted_rows(rows, metric)
     sums = _CellSums(metric.aggregation.parts)
-    sums.merge(*_run_sums(*_sum_by_cell(cells, weights), res))
+    sums.merge(*_exact_sums((kept,), weights, (res,))[res])
     return sums.parts()

@@ -10,10 +10,11 @@ pandas, h3, shapely and pyproj. The same city's requests are then loaded into Po
 that ``extends`` the first serves them from there. A small Chinese variant (GCJ-02 and
 BD-09 coordinates, Chinese column names) is built in-process.
 
-H3: citybrain indexes points at resolution 10 and rolls cells up, so the expected cell
-of a point at resolution 8 is ``cell_to_parent(latlng_to_cell(lat, lon, 10), 8)``. The
-generator keeps points ≥1.4 m from their resolution-10 cell's edges, so reprojection
-rounding cannot move a point to another cell.
+H3: a point's expected cell at resolution 8 is ``latlng_to_cell(lat, lon, 8)`` (the
+standard; not its resolution-10 cell's parent). The generator keeps points ≥1.4 m from
+their resolution-10 cell's edges, so reprojection rounding cannot move a point to
+another base cell; a resolution-8 edge within reprojection rounding (nanometres) of a
+point would be a coincidence this seed does not meet.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def api_cells(base: str, layer: str, metric: str | None = None) -> dict[str, flo
 
 
 def point_cell(lat: float, lon: float, res: int = RES) -> str:
-    return h3.cell_to_parent(h3.latlng_to_cell(lat, lon, BASE_RES), res)
+    return h3.latlng_to_cell(lat, lon, res)
 
 
 def expected_counts(truth: pd.DataFrame, mask: Any = None) -> dict[str, float]:

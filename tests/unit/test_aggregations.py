@@ -39,13 +39,28 @@ RES = 8  # what zoom 10 shows with the default res_by_zoom
 T0 = pd.Timestamp("2024-01-01 12:00", tz="UTC")
 
 
+#: Where each base cell's rows lie (rows carry their point as well as its cells).
+_WHERE: dict[int, tuple[float, float]] = {}
+
+
 def _base_cell(lat: float, lon: float) -> int:
-    return int(h3.str_to_int(h3.latlng_to_cell(lat, lon, 10)))
+    cell = int(h3.str_to_int(h3.latlng_to_cell(lat, lon, 10)))
+    _WHERE[cell] = (lat, lon)
+    return cell
 
 
 #: Four res-8 cells apart: two with values, one whose rows have no value, one with no rows.
 FULL_A, FULL_B = _base_cell(40.75, -73.98), _base_cell(40.70, -73.90)
 NO_VALUES, NO_ROWS = _base_cell(40.80, -73.95), _base_cell(40.65, -74.02)
+
+
+def at(res: int, *cells: int) -> np.ndarray:
+    """The cells at ``res`` that latLngToCell gives the points of base ``cells`` (two of
+    the four points lie outside their base cell's res-8 parent)."""
+    return np.array([h3.str_to_int(h3.latlng_to_cell(*_WHERE[c], res)) for c in cells],
+                    dtype=np.int64)
+
+
 VALUE_CELLS = {"a1": FULL_A, "a2": FULL_A, "a3": FULL_A, "b1": FULL_B, "b2": FULL_B,
                "n1": NO_VALUES, "n2": NO_VALUES}
 VALUES = {"a1": 2.0, "a2": 4.5, "a3": 4.5, "b1": 7.0, "b2": np.nan, "n1": np.nan, "n2": np.nan}
@@ -56,7 +71,8 @@ def points(ids: list[str], values: dict[str, float], minutes: float = 0.0,
     """Normalised service-request rows at base resolution 10 (with the derived columns
     the layer's other metrics read)."""
     frame = pd.DataFrame({
-        "id": ids, "time": T0 + pd.Timedelta(minutes=minutes), "lat": 40.7, "lon": -74.0,
+        "id": ids, "time": T0 + pd.Timedelta(minutes=minutes),
+        "lat": [_WHERE[cells[i]][0] for i in ids], "lon": [_WHERE[cells[i]][1] for i in ids],
         "cell": np.array([cells[i] for i in ids], dtype=np.int64), "source": "s",
         "value": np.array([values[i] for i in ids], dtype=float),
     })
@@ -72,7 +88,7 @@ class _FixedFootprint(CityData):
     """The city's footprint: the four cells (no boundary files needed)."""
 
     def footprint(self, res: int) -> np.ndarray:
-        return np.unique(parents(np.array([FULL_A, FULL_B, NO_VALUES, NO_ROWS]), res))
+        return np.unique(at(res, FULL_A, FULL_B, NO_VALUES, NO_ROWS))
 
 
 def _city(metric: Metric, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CityData:
@@ -141,7 +157,7 @@ def assert_agrees(agg: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert plan.mode == "hex" and plan.res == RES
     on_map = {int(c): math.nan if z is None else float(z)
               for c, z in zip(plan.grid, plan.z, strict=True)}
-    cells = parents(np.array([FULL_A, FULL_B, NO_VALUES, NO_ROWS]), RES)
+    cells = at(RES, FULL_A, FULL_B, NO_VALUES, NO_ROWS)
     assert sorted(on_map) == sorted(int(c) for c in cells)
     live = _live_values(metric).reindex(cells, fill_value=metric.aggregation.empty)
     empty = metric.aggregation.empty
@@ -169,7 +185,8 @@ def test_the_empty_value_of_each_aggregation() -> None:
 
 
 def test_the_known_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    a, b, n, e = (int(c) for c in parents(np.array([FULL_A, FULL_B, NO_VALUES, NO_ROWS]), RES))
+    a, b, n, e = (int(c) for c in at(RES, FULL_A, FULL_B, NO_VALUES, NO_ROWS))
+    assert (at(RES, FULL_B, NO_ROWS) != parents(np.array([FULL_B, NO_ROWS]), RES)).all()
     expected = {
         "count": {a: 3, b: 2, n: 2, e: 0},
         "sum": {a: 11.0, b: 7.0, n: 0.0, e: 0.0},
@@ -208,7 +225,7 @@ def test_a_new_aggregation_is_one_class_and_one_registry_line(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(AGGREGATIONS, "rms", RootMeanSquare())
     values = assert_agrees("rms", monkeypatch, tmp_path)
-    a = int(parents(np.array([FULL_A]), RES)[0])
+    a = int(at(RES, FULL_A)[0])
     assert values[a] == pytest.approx(math.sqrt((2.0**2 + 4.5**2 + 4.5**2) / 3))
     # and the whole map draws it
     data = _city(Metric("m_rms", "", "", role="requests", agg="rms", column="value"),

@@ -111,7 +111,10 @@ def test_severity_from_indicator_thresholds_escalates_in_place(tmp_path: Path) -
 
 # -------------------------------------------------------------- cell counts
 @pytest.mark.parametrize("res", [7, 8, 9])
-def test_cell_count_rule_equals_a_pandas_groupby_on_h3_parents(tmp_path: Path, res: int) -> None:
+def test_cell_count_rule_equals_a_pandas_groupby_on_latlng_to_cell(tmp_path: Path,
+                                                                  res: int) -> None:
+    """Counted where latLngToCell puts each point at ``res`` (no longer its res-10 cell's
+    parent: an H3 parent does not cover all of its children)."""
     raw = synthetic_requests(n=20_000, days=2)
     data = requests_city(tmp_path, raw)
     now = T0 + pd.Timedelta(days=1, hours=7, minutes=30)
@@ -121,9 +124,9 @@ def test_cell_count_rule_equals_a_pandas_groupby_on_h3_parents(tmp_path: Path, r
     found = {f.key: f.value for f in check_rule(rule, data, now)}
     created = pd.to_datetime(raw["created"], utc=True, format="ISO8601")
     recent = raw.loc[(created > now - pd.Timedelta(hours=3)) & (created <= now)]
-    parent = [h3.cell_to_parent(h3.latlng_to_cell(lat, lon, 10), res)
-              for lat, lon in zip(recent["lat"], recent["lon"], strict=True)]
-    counts = pd.Series(parent).value_counts()
+    cell = [h3.latlng_to_cell(lat, lon, res)
+            for lat, lon in zip(recent["lat"], recent["lon"], strict=True)]
+    counts = pd.Series(cell).value_counts()
     expected = {format(h3.str_to_int(c), "x"): float(n) for c, n in counts.items() if n > 2}
     assert expected and found == expected
     book = AlertBook([rule])

@@ -112,6 +112,10 @@ def test_readings_take_their_stations_location_and_keep_every_hour(tmp_path: Pat
     truth_cells = [int(h3.latlng_to_cell(la, lo, 10), 16)
                    for la, lo in zip(got["lat_truth"], got["lon_truth"], strict=True)]
     assert got["cell"].tolist() == truth_cells
+    for res in (7, 8, 9):  # the station's exact cell at every served resolution
+        assert got[f"cell_{res}"].tolist() == [
+            int(h3.latlng_to_cell(la, lo, res), 16)
+            for la, lo in zip(got["lat_truth"], got["lon_truth"], strict=True)]
     assert (got["name"] == got["site"]).all() and (got["category"] == got["district"]).all()
     assert dict(data.health["pm25"].rejected) == {"unknown entity": 2}
 

@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from config.kit import ConfigError
-from geo.hexes import parents, to_hex
+from geo.exact import cells_of_rows
+from geo.hexes import to_hex
 from ops.signs import kit
 from ops.signs.rows import event_rows, time_ns
 from ops.signs.rules.base import (
@@ -147,7 +148,7 @@ class AnomalyRule(RowsRule):
                                   "buckets of history")
         if rows.empty:
             return []
-        cells = parents(rows["cell"].to_numpy(), self.res)
+        cells = cells_of_rows(rows, self.res)
         found, counts = cell_bucket_counts(time_ns(rows[self.time_column]), cells,
                                            ctx.now.as_unit("ns").value, int(self.bucket * 1e9),
                                            k + 1)

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from geo.hexes import parents, to_hex
+from geo.exact import cells_of_rows
+from geo.hexes import to_hex
 from ops.signs import kit
 from ops.signs.rows import event_rows, time_ns
 from ops.signs.rules.base import (
@@ -70,7 +71,7 @@ class CellCountRule(RowsRule, LimitRule):
         times = time_ns(rows[self.time_column])
         now_ns = ctx.now.as_unit("ns").value
         recent = (times > now_ns - int(self.window * 1e9)) & (times <= now_ns)
-        cells = parents(rows["cell"].to_numpy()[recent], self.res)
+        cells = cells_of_rows(rows.loc[recent], self.res)
         if len(cells) == 0:
             return []
         found, counts = np.unique(cells, return_counts=True)
