@@ -35,7 +35,10 @@ def blueprints(services: Services) -> list[Blueprint]:
 
 
 def register_api(server: Flask, services: Services) -> None:
-    """Mount every API blueprint on the app's Flask server."""
+    """Mount every API blueprint on the app's Flask server; every ``/api/`` failure is JSON."""
+    from api.errors import install_catch_all
+
+    install_catch_all(server)
     for blueprint in blueprints(services):
         server.register_blueprint(blueprint)
 

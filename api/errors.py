@@ -22,10 +22,16 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+#: The paths answered as JSON whatever goes wrong.
+API_PREFIX = "/api/"
 
 
 class ApiError(Exception):
@@ -67,6 +73,37 @@ def install(blueprint: Blueprint,
         blueprint.register_error_handler(kind, _translated(translate))
 
 
+def install_catch_all(server: Flask) -> None:
+    """Answer every failure under ``/api/`` as JSON, on the whole app.
+
+    Blueprints answer their own :class:`ApiError`; this handler answers the rest: a
+    404/405/413 … werkzeug raises before any view runs, and any unexpected error
+    (a database that went away, a recursion limit) as a JSON 500, logged with its
+    traceback. Other paths keep Flask's answers (Dash serves its own).
+    """
+    def handler(error: Exception) -> Any:
+        if not request.path.startswith(API_PREFIX):
+            return error if isinstance(error, HTTPException) else InternalServerError(
+                original_exception=error)
+        if isinstance(error, ApiError):
+            return error.response()
+        if isinstance(error, HTTPException):
+            status = error.code or 500
+            return ApiError(status, error.description or error.name,
+                            headers=_allow(error)).response()
+        log.error("%s %s failed: %s: %s", request.method, request.path, type(error).__name__,
+                  error, exc_info=error)
+        return ApiError(500, f"internal error ({type(error).__name__}); the log has the details",
+                        path=request.path).response()
+
+    server.register_error_handler(Exception, handler)
+
+
+def _allow(error: HTTPException) -> dict[str, str]:
+    allow = error.get_headers() if error.code == 405 else []
+    return {name: value for name, value in allow if name.lower() == "allow"}
+
+
 def _translated(translate: Callable[[Any], ApiError]) -> Callable[[Exception], Response]:
     def handler(error: Exception) -> Response:
         return handle_api_error(translate(error))
@@ -74,4 +111,4 @@ def _translated(translate: Callable[[Any], ApiError]) -> Callable[[Exception], R
     return handler
 
 
-__all__ = ["ApiError", "handle_api_error", "install"]
+__all__ = ["API_PREFIX", "ApiError", "handle_api_error", "install", "install_catch_all"]

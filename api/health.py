@@ -1,7 +1,10 @@
-"""``GET /api/health``: is the city's data fresh, are its sources and workers well.
+"""``GET /api/health``: is the city's data fresh, are its sources, workers and dependencies well.
 
-``status`` is ``ok`` unless a source fails, a layer is stale or the history store
-is down (``degraded``). Every ``/api`` answer names the worker process that gave it
+``status`` is ``ok`` unless a source fails, a layer is stale, the history store is
+down or any dependency is not ``ok`` (``degraded``). ``dependencies`` names each
+one (Redis, PostgreSQL, brokers, sources, event intake, alert evaluation) with its
+state, since when and why (:mod:`api.dependencies`); ``down`` lists those not ok.
+Every ``/api`` answer names the worker process that gave it
 (``X-Citybrain-Worker``), so operators and tests can tell gunicorn workers apart.
 """
 
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify
 
+from api.dependencies import DependencyWatch
 from api.errors import install
 from layers import LAYERS
 from store.city import CityData
@@ -23,8 +27,10 @@ if TYPE_CHECKING:
 
 def health_document(data: CityData, callback_errors: dict[str, Any] | None = None,
                     ingest_running: bool | None = None,
-                    sharing: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What ``/api/health`` serves; ``sharing`` is this process's part in shared live state."""
+                    sharing: dict[str, Any] | None = None,
+                    dependencies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What ``/api/health`` serves; ``sharing`` is this process's part in shared live state,
+    ``dependencies`` what :class:`api.dependencies.DependencyWatch` found."""
     sources = [h.as_dict() for h in data.health.values()]
     rejected: dict[str, int] = {}
     for h in data.health.values():
@@ -34,8 +40,10 @@ def health_document(data: CityData, callback_errors: dict[str, Any] | None = Non
     failing = [s["name"] for s in sources if s["last_error"]]
     history = data.history_store
     history_down = history is not None and not history.healthy
+    not_ok = [d["name"] for d in dependencies or () if d["state"] != "ok"]
     return {
-        "status": "ok" if not failing and not stale_layers and not history_down else "degraded",
+        "status": "ok" if not failing and not stale_layers and not history_down and not not_ok
+        else "degraded",
         "city": data.config.city.name,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_version": data.version,
@@ -52,6 +60,8 @@ def health_document(data: CityData, callback_errors: dict[str, Any] | None = Non
         "rows_rejected": int(sum(rejected.values())),
         "rejected_by_reason": dict(sorted(rejected.items())),
         "sources": sources,
+        "dependencies": list(dependencies or ()),
+        "down": not_ok,
     }
 
 
@@ -66,13 +76,14 @@ def create_health_blueprint(services: Services) -> Blueprint:
     api = Blueprint("citybrain_health", __name__, url_prefix="/api")
     install(api)
     api.after_request(stamp_worker)
+    watch = DependencyWatch(services)
 
     @api.get("/health")
     def health() -> Any:
         shared = services.replication
         return jsonify(health_document(
             services.store, services.callback_errors.as_dict(), services.ingest.running,
-            None if shared is None else shared.status()))
+            None if shared is None else shared.status(), watch.report()))
 
     return api
 

@@ -16,7 +16,9 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,6 +56,40 @@ class CallbackErrors:
 
 
 @dataclass
+class Heartbeat:
+    """When a background task (event intake, alert evaluation) last ran well or failed, and why."""
+
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def beat(self) -> None:
+        self.last_ok = datetime.now(UTC)
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"[:500]
+        self.last_error_at = datetime.now(UTC)
+
+    @property
+    def failing(self) -> bool:
+        """True while the latest run failed."""
+        return self.last_error_at is not None and (
+            self.last_ok is None or self.last_error_at >= self.last_ok)
+
+    def watch(self, task: Callable[[bool], None]) -> Callable[[bool], None]:
+        """``task`` (an ingest after-round hook) that beats on success and records a failure."""
+        def watched(changed: bool) -> None:
+            try:
+                task(changed)
+            except Exception as exc:
+                self.failed(exc)
+                raise  # the ingest engine logs it and carries on
+            self.beat()
+
+        return watched
+
+
+@dataclass
 class Services:
     """Everything a callback or an API route may use, built once per app.
 
@@ -72,6 +108,9 @@ class Services:
     #: A stable id of this deployment's data lineage (answers the API's X-Citybrain-Lineage).
     lineage: str = ""
     callback_errors: CallbackErrors = field(default_factory=CallbackErrors)
+    #: Event intake and alert evaluation after ingest rounds (for ``/api/health``).
+    intake: Heartbeat = field(default_factory=Heartbeat)
+    alerting: Heartbeat = field(default_factory=Heartbeat)
     #: The Flask session key (operator sign-in); None when the city has no event pipeline.
     secret_key: str | None = None
 
@@ -106,12 +145,12 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     services = Services(config=config, store=store, ingest=engine, replication=shared,
                         lineage=lineage)
     if config.section(EVENTS_SECTION) is not None:
-        services.events = _start_events(store, engine)
+        services.events = _start_events(store, engine, services.intake)
         services.auth = services.events.auth
         services.auth.guard = _signin_guard(config)
         services.secret_key = secret_key
     if config.section(SIGNS_SECTION) is not None:
-        services.signs = _start_signs(store, engine)
+        services.signs = _start_signs(store, engine, services.alerting)
     if shared is not None:
         shared.start(engine, lead=start_ingest)
     elif start_ingest and config.sources:
@@ -168,7 +207,7 @@ def _signin_guard(config: CityConfig) -> SessionGuard:
                         key_prefix=f"{config.cache.key_prefix}signin:")
 
 
-def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
+def _start_events(store: CityData, engine: IngestEngine, heartbeat: Heartbeat) -> EventPipeline:
     """Feed every source that feeds events (see layers.feeds_events) into the pipeline, now and after rounds.
 
     Intake runs now and after every ingest round that brought new data; supervision
@@ -194,11 +233,11 @@ def _start_events(store: CityData, engine: IngestEngine) -> EventPipeline:
             last_supervised = store.clock.elapsed()
             pipeline.supervise()
 
-    engine.after_round.append(after_round)
+    engine.after_round.append(heartbeat.watch(after_round))
     return pipeline
 
 
-def _start_signs(store: CityData, engine: IngestEngine) -> VitalSigns:
+def _start_signs(store: CityData, engine: IngestEngine, heartbeat: Heartbeat) -> VitalSigns:
     """Evaluate indicators and warning rules after ingest rounds, every ``[live] refresh`` s."""
     from ops.signs.service import VitalSigns
     from ops.signs.settings import SIGNS_SECTION
@@ -214,8 +253,8 @@ def _start_signs(store: CityData, engine: IngestEngine) -> VitalSigns:
             last = time.monotonic()
             signs.refresh()
 
-    engine.after_round.append(after_round)
+    engine.after_round.append(heartbeat.watch(after_round))
     return signs
 
 
-__all__ = ["CallbackErrors", "Services", "build"]
+__all__ = ["CallbackErrors", "Heartbeat", "Services", "build"]
