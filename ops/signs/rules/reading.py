@@ -1,7 +1,8 @@
 """``reading``: a row's ``column`` (e.g. a sensor reading) beyond a limit, one alert per id or entity.
 
 Over observations (``things/readings``: one row per station and hour) it judges
-each entity's latest reading and keys its alert by the entity: the alert is raised
+each entity's latest reading (from the history, so a reading that is late does not
+end an episode) and keys its alert by the entity: the alert is raised
 when a station breaks the limit, kept (updated) while its readings keep breaking
 it, and cleared when a reading is back within it — one alert per episode, not one
 per reading.
@@ -26,8 +27,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from layers import LAYERS
 from ops.signs import kit
-from ops.signs.rows import state_rows
+from ops.signs.rows import event_rows, latest_observations, state_rows
 from ops.signs.rules.base import (
     CheckContext,
     Finding,
@@ -67,7 +69,13 @@ class ReadingRule(RowsRule, LimitRule):
 
     def check(self, ctx: CheckContext) -> list[Finding]:
         assert self.layer is not None and self.role is not None
-        rows = state_rows(ctx.data, self.layer, self.role, self.source, ctx.now)
+        if LAYERS[self.layer].roles[self.role].observations:
+            # Each entity's latest reading from the whole history, not only the live
+            # window: a station whose next reading is late has not recovered.
+            rows = latest_observations(
+                event_rows(ctx.data, self.layer, self.role, self.source, ctx.now)[0], ctx.now)
+        else:
+            rows = state_rows(ctx.data, self.layer, self.role, self.source, ctx.now)
         if rows is None:
             raise RuleUnavailable(f"no {self.layer}/{self.role} rows known at {ctx.now}")
         rows = self.select(rows)
