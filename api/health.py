@@ -3,7 +3,7 @@
 ``status`` is ``ok`` unless a source fails, a layer is stale, the history store is
 down or any dependency is not ``ok`` (``degraded``). ``dependencies`` names each
 one (Redis, PostgreSQL, brokers, sources, event intake, alert evaluation) with its
-state, since when and why (:mod:`api.dependencies`); ``down`` lists those not ok.
+state, since when and why (:mod:`services.dependencies`); ``down`` lists those not ok.
 Every ``/api`` answer names the worker process that gave it
 (``X-Citybrain-Worker``), so operators and tests can tell gunicorn workers apart.
 """
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify
 
-from api.dependencies import DependencyWatch
 from api.errors import install
 from layers import LAYERS
+from services.dependencies import DependencyWatch
 from store.city import CityData
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def create_health_blueprint(services: Services) -> Blueprint:
     api = Blueprint("citybrain_health", __name__, url_prefix="/api")
     install(api)
     api.after_request(stamp_worker)
-    watch = DependencyWatch(services)
+    watch = services.dependencies or DependencyWatch(services)
 
     @api.get("/health")
     def health() -> Any:

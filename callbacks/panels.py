@@ -3,6 +3,7 @@ with their layout pieces (the Place tab and the footer)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -107,6 +108,23 @@ def footer(config: CityConfig) -> html.Footer:
     ])
 
 
+def dependency_lines(found: list[dict[str, Any]], language: str, zone: ZoneInfo) -> list[str]:
+    """Banner lines for dependencies that are not ok (Redis, the event store, intake …).
+
+    Sources are left out: the banner names stale sources of the shown layer itself.
+    """
+    lines = []
+    for entry in found:
+        if entry["kind"] == "source" or entry["state"] == "ok":
+            continue
+        since = entry.get("since")
+        when = datetime.fromisoformat(since).astimezone(zone).strftime("%H:%M:%S") if since else "?"
+        line = t("stale.dependency", language, name=entry["name"], when=when,
+                 state=t(f"state.{entry['state']}", language))
+        lines.append(f"{line} — {entry['why']}" if entry.get("why") else line)
+    return lines
+
+
 def register(app: Dash, services: Services) -> None:
     data, config = services.store, services.config
     zone = ZoneInfo(config.city.timezone)
@@ -178,6 +196,9 @@ def register(app: Dash, services: Services) -> None:
             since = t("stale.since", language, when=when) if when else t("stale.never", language)
             reason = f" — {health.last_error}" if health.last_error else ""
             stale.append(f"{pick(language, source.title_zh, source.title_en)} ({since}){reason}")
+        # A dependency that is down (Redis, the event store, intake): what is shown is its last data.
+        watch = services.dependencies
+        stale += dependency_lines(watch.report() if watch is not None else [], language, zone)
         if not stale:
             return [], "cb-stale-banner"
         return f"⚠ {t('stale.banner', language, sources='; '.join(stale))}", \

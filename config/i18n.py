@@ -81,6 +81,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "stale.banner": ("数据过期：{sources}", "Stale data: {sources}"),
     "stale.since": ("最后数据 {when}", "last data {when}"),
     "stale.never": ("从未收到数据", "no data received"),
+    "stale.dependency": ("{name} 自 {when} 起{state}", "{name} {state} since {when}"),
+    "state.down": ("不可用", "down"),
+    "state.stale": ("过期", "stale"),
+    "state.degraded": ("降级", "degraded"),
     "unit.km2": ("平方公里", "km²"),
     # operations panel: tabs, events, sign-in (callbacks/ops.py, callbacks/ops_layout.py)
     "tab.place": ("网格画像", "Place"),

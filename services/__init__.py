@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ops.events.pipeline import EventPipeline
     from ops.sessions import SessionGuard
     from ops.signs.service import VitalSigns
+    from services.dependencies import DependencyWatch
     from store.city import CityData
     from store.ingest import IngestEngine
     from store.replication import SharedLive
@@ -111,6 +112,8 @@ class Services:
     #: Event intake and alert evaluation after ingest rounds (for ``/api/health``).
     intake: Heartbeat = field(default_factory=Heartbeat)
     alerting: Heartbeat = field(default_factory=Heartbeat)
+    #: What /api/health and the page's stale banner say of each dependency (set by build).
+    dependencies: DependencyWatch | None = None
     #: The Flask session key (operator sign-in); None when the city has no event pipeline.
     secret_key: str | None = None
 
@@ -127,6 +130,7 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     """
     from ops.events.settings import EVENTS_SECTION
     from ops.signs.settings import SIGNS_SECTION
+    from services.dependencies import DependencyWatch
     from store.city import CityData
     from store.ingest import IngestEngine
     from store.replication import open_shared
@@ -144,6 +148,7 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     engine = IngestEngine(store)
     services = Services(config=config, store=store, ingest=engine, replication=shared,
                         lineage=lineage)
+    services.dependencies = DependencyWatch(services)
     if config.section(EVENTS_SECTION) is not None:
         services.events = _start_events(store, engine, services.intake)
         services.auth = services.events.auth

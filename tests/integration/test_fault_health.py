@@ -130,6 +130,14 @@ def test_postgresql_outage_is_named_and_every_api_answers_json(
             down = dependency(client, "postgresql:events")
             assert down["why"] and down["since"]
             assert client.get("/api/health").get_json()["status"] == "degraded"
+            # The page's stale banner says so too (its last data stay on screen).
+            from zoneinfo import ZoneInfo
+
+            from callbacks.panels import dependency_lines
+
+            watch = app.services.dependencies
+            banner = dependency_lines(watch.report(), "en", ZoneInfo("UTC"))
+            assert any(line.startswith("postgresql:events down since") for line in banner)
             counts = all_json(app)
             assert counts.get("5xx", 0) >= 1  # the event routes that need the database
             server.start()

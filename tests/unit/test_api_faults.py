@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from api.dependencies import PROBE_EVERY
 from api.errors import ApiError, install_catch_all
 from services import Heartbeat
+from services.dependencies import PROBE_EVERY
 from tests.integration.test_shared_live import city_table, write_city_files
 
 
@@ -120,3 +120,22 @@ def test_health_names_sources_store_and_tasks_with_state_since_and_why(
     finally:
         if app.services.events is not None:
             app.services.events.close()
+
+
+def test_the_page_banner_names_dependencies_that_are_down() -> None:
+    from zoneinfo import ZoneInfo
+
+    from callbacks.panels import dependency_lines
+
+    found = [
+        {"name": "redis", "kind": "redis", "state": "down", "since": "2026-03-01T12:00:05+00:00",
+         "why": "ConnectionError: refused"},
+        {"name": "source:buses", "kind": "source", "state": "stale", "since": None, "why": "x"},
+        {"name": "event-intake", "kind": "task", "state": "ok", "since": None, "why": None},
+        {"name": "alert-evaluation", "kind": "task", "state": "stale",
+         "since": "2026-03-01T12:00:05+00:00", "why": None},
+    ]
+    lines = dependency_lines(found, "en", ZoneInfo("Asia/Shanghai"))
+    assert lines == ["redis down since 20:00:05 — ConnectionError: refused",
+                     "alert-evaluation stale since 20:00:05"]
+    assert dependency_lines(found, "zh-CN", ZoneInfo("UTC"))[0].startswith("redis 自 12:00:05 起不可用")

@@ -18,6 +18,8 @@ what is wrong (None when ok). The entries are, as the city configures them:
 
 Network probes have a short timeout and their answer is reused for a couple of
 seconds, so a polled health page never piles up connections during an outage.
+One watch per app (``services.dependencies``) serves ``/api/health`` and the page's
+stale banner alike.
 """
 
 from __future__ import annotations
