@@ -14,6 +14,7 @@ from flask import Blueprint, jsonify, request
 
 from api.errors import ApiError, install
 from api.health import stamp_worker
+from api.paging import keyset_page, paged, parse_cursor, parse_limit
 from config.city import API_RESOLUTIONS
 from geo.hexes import cell_center, from_hex, to_hex
 from layers import LAYERS
@@ -23,6 +24,9 @@ from store.city import CityData
 
 if TYPE_CHECKING:
     from services import Services
+
+#: The largest page of cells one request may ask for (without ``limit``: every cell).
+MAX_CELLS_LIMIT = 100_000
 
 
 def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None) -> list[dict[str, Any]]:
@@ -105,7 +109,13 @@ def create_blueprint(services: Services) -> Blueprint:
                 continue  # new data arrived mid-computation: again, at the new version
         else:  # the data moves faster than one computation: say which version it started at
             payload = layer_cells(data, layer_id, res, metric.name)
-        response = jsonify(payload)
+        limit = parse_limit(request.args.get("limit"), None, MAX_CELLS_LIMIT)
+        after = parse_cursor(request.args.get("cursor"), f"cells:{layer_id}:{res}", (str,))
+        # Keyset on the cell id: a page of a later data version continues where the last
+        # one stopped (each cell is listed once, with its value at that page's version).
+        page, following = keyset_page(payload, lambda row: (row["cell"],), after, limit,
+                                      descending=False)
+        response = paged(jsonify(page), f"cells:{layer_id}:{res}", following)
         response.headers["X-Citybrain-Stale"] = "1" if data.layer_stale(layer_id) else "0"
         response.headers["X-Citybrain-Data-Version"] = str(version)
         return response

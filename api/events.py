@@ -1,8 +1,10 @@
 """``/api/events``: the event queue over HTTP, JSON in and out.
 
-- ``GET /api/events?status=&department=&cell=&limit=`` (any role): events, newest
-  first; ``status`` takes a comma list or ``open``, ``cell`` any H3 cell (coarser
-  cells select the events inside them).
+- ``GET /api/events?status=&department=&cell=&limit=&cursor=`` (any role): events,
+  newest first (by ``received_at``, then ``id``); ``status`` takes a comma list or
+  ``open``, ``cell`` any H3 cell (coarser cells select the events inside them).
+  Paged by cursor (:mod:`api.paging`): ``limit`` 1 … 1,000 (100 by default); the
+  next page's cursor is in the ``X-Next-Cursor`` and ``Link`` headers.
 - ``GET /api/events/<id>`` (any role): the event, its reports and its audit trail.
 - ``GET /api/events/stats`` (any role): counts, department queues, time to close.
 - ``POST /api/events/<id>/transition`` (operator): JSON ``{"to", "department",
@@ -22,6 +24,7 @@ as markup.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -29,6 +32,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from api.auth import require_role
 from api.errors import ApiError, install
 from api.health import stamp_worker
+from api.paging import bad_cursor, paged, parse_cursor, parse_limit, split_page
 from geo.hexes import from_hex
 from ops.events.model import (
     OPEN_STATUSES,
@@ -62,16 +66,18 @@ _DOMAIN_ERRORS: dict[type[Exception], Callable[[Any], ApiError]] = {
 }
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
+def _before(raw: str | None) -> tuple[datetime, int] | None:
+    """``?cursor=`` as the keyset position ``(received_at, id)`` it continues after."""
+    key = parse_cursor(raw, "events", (str, int))
+    if key is None or raw is None:
+        return None
     try:
-        limit = int(raw)
+        at = datetime.fromisoformat(key[0])
     except ValueError:
-        raise ApiError(400, f"limit must be an integer, got {raw!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    return limit
+        raise bad_cursor(raw) from None
+    if at.tzinfo is None:
+        raise bad_cursor(raw)
+    return at, key[1]
 
 
 def _statuses(raw: str | None) -> list[str] | None:
@@ -142,11 +148,15 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
         department = request.args.get("department") or None
+        limit = parse_limit(request.args.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)
+        assert limit is not None  # the default is a number
         events = pipeline.events(status=_statuses(request.args.get("status")),
-                                 department=department, cell=cell,
-                                 limit=_limit(request.args.get("limit")))
+                                 department=department, cell=cell, limit=limit + 1,
+                                 before=_before(request.args.get("cursor")))
+        page, following = split_page(
+            events, limit, lambda e: [e.received_at.astimezone(UTC).isoformat(), e.id])
         now = pipeline.now()
-        return jsonify([e.as_dict(now) for e in events])
+        return paged(jsonify([e.as_dict(now) for e in page]), "events", following)
 
     @api.get("/stats")
     @require_role(auth, *READ_ROLES)

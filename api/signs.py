@@ -4,7 +4,10 @@
   :meth:`~ops.signs.indicators.IndicatorReading.as_dict`); ``time`` is when they
   were evaluated, each reading's ``time`` the moment its value is for (a bucketed
   indicator's stops at its sources' ``watermark``, also given);
-- ``GET /api/alerts?state=active|cleared|all``: ``{"time", "alerts": […]}``;
+- ``GET /api/alerts?state=active|cleared|all&limit=&cursor=``: ``{"time", "errors",
+  "suppressed", "alerts": […], "next_cursor"}``, newest first (by ``first_seen``, then
+  the alert's number); every alert unless ``limit`` (1 … 1,000) is given, then paged
+  by cursor (:mod:`api.paging`);
 - ``POST /api/alerts/<id>/ack`` (JSON body, may be ``{}``): acknowledges an alert.
   When an ``authorize`` hook is given, it must return True (e.g. "the user is an
   operator") or the answer is 403; ``actor`` names who acknowledged. Without a hook
@@ -20,11 +23,13 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api.errors import ApiError, install
+from api.paging import keyset_page, next_cursor, paged, parse_cursor, parse_limit
 from ops.auth import Auth
 from ops.signs.indicators import reference_time
 from ops.signs.service import VitalSigns
 
 ALERT_STATES = ("active", "cleared", "all")
+MAX_LIMIT = 1000
 
 
 def operator_hooks(auth: Auth | None) -> tuple[Callable[[], bool], Callable[[], str]]:
@@ -66,10 +71,15 @@ def create_signs_blueprint(signs: VitalSigns, authorize: Callable[[], bool] | No
         state = request.args.get("state", "active")
         if state not in ALERT_STATES:
             raise ApiError(400, f"unknown state {state!r}", valid_states=list(ALERT_STATES))
+        limit = parse_limit(request.args.get("limit"), None, MAX_LIMIT)
+        after = parse_cursor(request.args.get("cursor"), "alerts", (int, int))
         _, changes = signs.current()
-        return jsonify({"time": changes.time.isoformat(), "errors": changes.errors,
-                        "suppressed": changes.suppressed,
-                        "alerts": signs.book.as_dicts(state)})  # type: ignore[arg-type]
+        page, following = keyset_page(signs.book.listed(state),  # type: ignore[arg-type]
+                                      lambda a: a.order_key, after, limit)
+        body = {"time": changes.time.isoformat(), "errors": changes.errors,
+                "suppressed": changes.suppressed, "alerts": [a.as_dict() for a in page],
+                "next_cursor": next_cursor("alerts", following)}
+        return paged(jsonify(body), "alerts", following)
 
     @api.post("/alerts/<alert_id>/ack")
     def ack(alert_id: str) -> Any:

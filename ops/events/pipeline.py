@@ -144,8 +144,12 @@ class EventPipeline:
         return self.store.detail(event_id)
 
     def events(self, status: Sequence[str] | None = None, department: str | None = None,
-               cell: int | None = None, limit: int | None = None) -> list[Event]:
-        return self.store.events(status=status, department=department, cell=cell, limit=limit)
+               cell: int | None = None, limit: int | None = None,
+               before: tuple[datetime, int] | None = None) -> list[Event]:
+        """Events newest first, filtered; ``before`` continues after a keyset position
+        ``(received_at, id)`` (see :meth:`EventStore.events`)."""
+        return self.store.events(status=status, department=department, cell=cell, limit=limit,
+                                 before=before)
 
     def stats(self, now: datetime | None = None) -> dict[str, Any]:
         """Counts by status, open/overdue, department queues, overdue list, time to close."""

@@ -82,6 +82,14 @@ class Alert:
     cleared_at: pd.Timestamp | None = None
     acked_by: str | None = None
     acked_at: pd.Timestamp | None = None
+    #: The book's running number of this alert (its id ends with it): with
+    #: ``first_seen`` the order lists page in, which never changes for an alert.
+    seq: int = 0
+
+    @property
+    def order_key(self) -> tuple[int, int]:
+        """``(first_seen in ns, seq)``: newest first is descending order of this key."""
+        return int(self.first_seen.value), self.seq
 
     @property
     def acknowledged(self) -> bool:
@@ -241,8 +249,9 @@ class AlertBook:
             message_en = rule.message(finding, "en", units[1])
             alert = self._active.get((rule.name, finding.key))
             if alert is None:
+                seq = next(self._seq)
                 alert = Alert(
-                    id=f"{self._prefix}-{next(self._seq)}", rule=rule.name, kind=rule.kind,
+                    id=f"{self._prefix}-{seq}", seq=seq, rule=rule.name, kind=rule.kind,
                     key=finding.key, severity=finding.severity, title_zh=rule.title_zh,
                     title_en=rule.title_en, message_zh=message_zh, message_en=message_en,
                     value=finding.value, limit=finding.limit, cells=finding.cells,
@@ -295,11 +304,15 @@ class AlertBook:
                 alert.acked_at = pd.Timestamp(now)
             return alert
 
+    def listed(self, state: Literal["active", "cleared", "all"] = "active") -> list[Alert]:
+        """The active (most severe, then newest first), cleared (newest first) or all alerts."""
+        with self._lock:
+            return (self.active() if state in ("active", "all") else []) + \
+                (self.cleared() if state in ("cleared", "all") else [])
+
     def as_dicts(self, state: Literal["active", "cleared", "all"] = "active") -> list[dict[str, Any]]:
         with self._lock:
-            alerts = (self.active() if state in ("active", "all") else []) + \
-                (self.cleared() if state in ("cleared", "all") else [])
-            return [a.as_dict() for a in alerts]
+            return [a.as_dict() for a in self.listed(state)]
 
 
 __all__ = ["Alert", "AlertBook", "AlertChanges", "Finding", "RuleUnavailable", "check_rule"]

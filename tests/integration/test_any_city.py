@@ -215,6 +215,23 @@ def test_point_layer_cells(files_app: str, testburg: SyntheticCity, layer: str, 
     assert api_cells(files_app, layer) == expected_counts(testburg.sources[source].truth)
 
 
+def test_cell_pages_walked_by_cursor_equal_the_pandas_counts(files_app: str,
+                                                              testburg: SyntheticCity) -> None:
+    import requests
+
+    expected = expected_counts(testburg.sources["requests"].truth)
+    served: list[dict[str, Any]] = []
+    url: str | None = f"{files_app}/api/layers/government/cells?res={RES}&limit=7"
+    while url is not None:
+        response = requests.get(url, timeout=30)
+        assert response.status_code == 200
+        served.extend(response.json())
+        link = response.links.get("next")
+        url = None if link is None else f"{files_app}{link['url']}"
+    assert len(expected) > 14 and len(served) == len(expected)
+    assert {c["cell"]: c["value"] for c in served} == expected
+
+
 def test_government_metrics_beyond_counts(files_app: str, testburg: SyntheticCity) -> None:
     truth = testburg.sources["requests"].truth
     fmt = TESTBURG.requests

@@ -211,3 +211,69 @@ def test_real_311_stats_agree_with_sqlite(settings: EventsSettings, tmp_path: Pa
     finally:
         pipeline.close()
         reference.close()
+
+
+def _reports_at(indices: list[int], times: list[datetime]) -> pd.DataFrame:
+    """Reports ``indices`` (each its own event, as in :func:`_frame`) received at ``times``."""
+    frame = pd.concat([_frame(1, start=i) for i in indices], ignore_index=True)
+    frame["time"] = pd.to_datetime(pd.Series(times), utc=True)
+    return frame
+
+
+def test_cursor_pages_lose_and_repeat_nothing_while_events_arrive(settings: EventsSettings,
+                                                                  monkeypatch) -> None:
+    """Walk ``/api/events`` page by page while reports arrive between the pages.
+
+    Every event stored before the walk is served exactly once, in the store's order;
+    one that arrives behind the walk's position (older) is served when the walk gets
+    there, one that arrives ahead of it (newer) is not served and pushes nothing.
+    The expected list is the store's full list at the end, ordered here in plain
+    Python, without the events that arrived ahead of the walk.
+    """
+    from flask import Flask
+
+    from api.events import create_events_blueprint
+    from ops.events import parse_users
+
+    monkeypatch.setenv("TEST_PAGING_TOKEN", "paging-token-0123456789")
+    pipeline = EventPipeline(settings, parse_users(
+        [{"name": "wang", "role": "viewer", "token_env": "TEST_PAGING_TOKEN"}]))
+    # 23 events, in groups of three received in the same second: ties on received_at.
+    pipeline.ingest(_reports_at(list(range(23)),
+                                [T0 + timedelta(seconds=i // 3) for i in range(23)]))
+    app = Flask(__name__)
+    app.register_blueprint(create_events_blueprint(pipeline))
+    client = app.test_client()
+    headers = {"Authorization": "Bearer paging-token-0123456789"}
+    served: list[int] = []
+    ahead: set[str] = set()
+    url = "/api/events?limit=4"
+    for page in range(40):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200
+        body = response.get_json()
+        assert len(body) <= 4
+        served.extend(e["id"] for e in body)
+        cursor = response.headers.get("X-Next-Cursor")
+        if cursor is None:
+            assert "Link" not in response.headers
+            break
+        assert response.headers["Link"] == f'</api/events?limit=4&cursor={cursor}>; rel="next"'
+        url = f"/api/events?limit=4&cursor={cursor}"
+        # One report older than everything (the walk will reach it), one newer (it is
+        # behind the walk), and one tied with the last event served (its id is larger,
+        # so it sorts before it: behind the walk too).
+        last = pipeline.get(served[-1]).received_at
+        new = [100 + 3 * page, 101 + 3 * page, 102 + 3 * page]
+        pipeline.ingest(_reports_at(new, [T0 - timedelta(minutes=page + 1),
+                                          T0 + timedelta(hours=1, seconds=page), last]))
+        ahead |= {str(new[1]), str(new[2])}
+    else:
+        pytest.fail("the pages did not end")
+    stored = sorted(pipeline.store.all_events(), key=lambda e: (e.received_at, e.id),
+                    reverse=True)
+    expected = [e.id for e in stored if e.source_id not in ahead]
+    assert len(stored) > 23 + 2 * 5 and len(expected) > 23
+    assert served == expected
+    assert len(set(served)) == len(served)
+    pipeline.close()

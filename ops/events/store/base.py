@@ -291,8 +291,15 @@ class EventStore:
         return self.detail(event_id)[2]
 
     def events(self, status: Sequence[str] | None = None, department: str | None = None,
-               cell: int | None = None, limit: int | None = None) -> list[Event]:
-        """Events, newest first, optionally filtered; ``cell`` may be coarser than stored cells."""
+               cell: int | None = None, limit: int | None = None,
+               before: tuple[datetime, int] | None = None) -> list[Event]:
+        """Events, newest first (``received_at`` then ``id``, both never change), optionally
+        filtered; ``cell`` may be coarser than stored cells.
+
+        ``before`` is a keyset position ``(received_at, id)``: only events ordered after
+        it are listed, so a caller walking pages neither repeats nor skips an event when
+        others are inserted meanwhile.
+        """
         clauses: list[str] = []
         params: list[Any] = []
         if status:
@@ -305,6 +312,10 @@ class EventStore:
             ranges = cell_ranges(cell)
             clauses.append("(" + " OR ".join("cell BETWEEN ? AND ?" for _ in ranges) + ")")
             params.extend(v for pair in ranges for v in pair)
+        if before is not None:
+            at = self._to_db_time(before[0])
+            clauses.append("(received_at < ? OR (received_at = ? AND id < ?))")
+            params.extend((at, at, int(before[1])))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         tail = "ORDER BY received_at DESC, id DESC"
         if limit is not None:
