@@ -11,17 +11,24 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from api.errors import ApiError
+from config.i18n import t
 from ops.auth import Auth
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def no_users() -> ApiError:
+    """The answer to anyone when the city configures no users: a JSON 403 saying how to add them."""
+    return ApiError(403, t("login.no_users", "en"), reason="no_users")
+
+
 def require_role(auth: Auth | None, *roles: str) -> Callable[[F], F]:
     """Flask view decorator: 401 without a known user, 403 when their role is not in ``roles``.
 
-    The user is put in ``flask.g.citybrain_user`` for the view. Without an ``auth``
-    (a city with no users), nobody is let in. The answers are :class:`ApiError`, so
-    the blueprint must have :func:`api.errors.install` on it.
+    The user is put in ``flask.g.citybrain_user`` for the view. A city without
+    ``[[users]]`` lets nobody in and says so: 403 :func:`no_users` (not a 401, which
+    would ask for credentials that cannot exist). The answers are :class:`ApiError`,
+    so the blueprint must have :func:`api.errors.install` on it.
 
     >>> @bp.post("/thing")                      # doctest: +SKIP
     ... @require_role(auth, "operator")
@@ -34,7 +41,9 @@ def require_role(auth: Auth | None, *roles: str) -> Callable[[F], F]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             from flask import g
 
-            user = auth.user_for_request() if auth is not None else None
+            if auth is None or not auth.users:
+                raise no_users()
+            user = auth.user_for_request()
             if user is None:
                 raise ApiError(401, "authentication required: send 'Authorization: Bearer "
                                     "<token>' or log in",
@@ -50,4 +59,4 @@ def require_role(auth: Auth | None, *roles: str) -> Callable[[F], F]:
     return decorator
 
 
-__all__ = ["require_role"]
+__all__ = ["no_users", "require_role"]

@@ -15,7 +15,8 @@
   the session on the server, so its cookie is refused afterwards.
 
 Errors are JSON with an HTTP status: 400 a bad request or a transition the
-lifecycle refuses (nothing changes), 401 no known user, 403 a role that may not,
+lifecycle refuses (nothing changes), 401 no known user, 403 a role that may not
+(or, to everyone, a city without ``[[users]]``: ``"reason": "no_users"``),
 404 no such event, 409 the event changed meanwhile, 429 too many sign-in tries. Text from the public is
 returned as JSON strings and responses say ``nosniff``: a browser never renders it
 as markup.

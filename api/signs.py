@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.auth import no_users
 from api.errors import ApiError, install
 from api.paging import keyset_page, next_cursor, paged, parse_cursor, parse_limit
 from ops.auth import Auth
@@ -34,10 +35,13 @@ MAX_LIMIT = 1000
 
 def operator_hooks(auth: Auth | None) -> tuple[Callable[[], bool], Callable[[], str]]:
     """``(authorize, actor)`` for :func:`create_signs_blueprint`: only a signed-in operator
-    of ``auth`` may acknowledge (nobody when there is no ``auth``), and is named as the actor."""
+    of ``auth`` may acknowledge, and is named as the actor. Without users (no ``auth``,
+    or no ``[[users]]``) nobody may, and the 403 says how to add users."""
 
     def authorize() -> bool:
-        user = None if auth is None else auth.user_for_request()
+        if auth is None or not auth.users:
+            raise no_users()
+        user = auth.user_for_request()
         return user is not None and user.role == "operator"
 
     def actor() -> str:

@@ -104,13 +104,22 @@ def login_form(language: str) -> html.Div:
     ])
 
 
-def session_view(session: dict[str, Any] | None, language: str, has_events: bool
-                 ) -> tuple[Any, ...]:
-    """Status line, form and logout classes and placeholders for what the store holds."""
+def session_view(session: dict[str, Any] | None, language: str, has_events: bool,
+                 has_users: bool = True) -> tuple[Any, ...]:
+    """Status line, form and logout classes and placeholders for what the store holds.
+
+    A city with events but no ``[[users]]`` shows no form: the status says how to add
+    users, as the API's 403 does.
+    """
     user = (session or {}).get("user")
     hidden = "" if has_events else "ops-hidden"
+    if has_events and not has_users:
+        status: Any = html.Span(t("login.no_users", language), id="no-users",
+                                className="ops-bad")
+        return (status, "ops-login-fields ops-hidden", "cb-button ops-logout ops-hidden",
+                t("login.name", language), t("login.password", language))
     if user:
-        status: Any = html.Span(signed_in_text(user["name"], user["role"], language),
+        status = html.Span(signed_in_text(user["name"], user["role"], language),
                                 id="signed-in-as", **data_attrs({"data-role": user["role"]}))
         form, logout = "ops-login-fields ops-hidden", "cb-button ops-logout"
     else:
@@ -159,4 +168,5 @@ def register(app: Dash, services: Services) -> None:
         Input(ids.LANGUAGE, "data"),
     )
     def show_session(session: dict[str, Any] | None, language: str) -> tuple[Any, ...]:
-        return session_view(session, language, has_events=services.events is not None)
+        return session_view(session, language, has_events=services.events is not None,
+                            has_users=services.auth is not None and bool(services.auth.users))

@@ -161,6 +161,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "login.logout": ("退出登录", "Sign out"),
     "login.as": ("已登录：{name}（{role}）", "Signed in: {name} ({role})"),
     "login.failed": ("用户名或密码错误", "Unknown user or wrong password"),
+    "login.no_users": ("未配置用户：请在城市配置文件中添加 [[users]]（name、role，以及 token_env "
+                       "或 password_hash_env），见 docs/api.md",
+                       "no users are configured: add [[users]] to the city file (name, role, "
+                       "and token_env or password_hash_env); see docs/api.md"),
     "login.refused": ("尝试次数过多，请 {seconds} 秒后再试",
                       "Too many sign-in attempts; try again in {seconds} s"),
     "role.operator": ("值班员", "operator"),

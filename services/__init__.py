@@ -154,8 +154,15 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
         services.auth = services.events.auth
         services.auth.guard = _signin_guard(config)
         services.secret_key = secret_key
+        if not services.auth.users:
+            log.warning("events: no users are configured ([[users]] in the city file): "
+                        "/api/events answers 403 to everyone and nobody can sign in or "
+                        "acknowledge alerts; add [[users]] (see docs/api.md)")
     if config.section(SIGNS_SECTION) is not None:
         services.signs = _start_signs(store, engine, services.alerting)
+        if services.auth is None:
+            log.warning("signs: no users (they are the [[users]] of an [events] table): "
+                        "nobody can acknowledge alerts")
     if shared is not None:
         shared.start(engine, lead=start_ingest)
     elif start_ingest and config.sources:
