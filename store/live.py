@@ -306,6 +306,9 @@ def _exact_sums(frames: Sequence[pd.DataFrame], weights: NDArray[np.float64],
             out[res] = _sum_by_cell(exact, weights)
             continue
         cells, sums = _run_sums(*by_base, res)
+        if res == base_res:
+            out[res] = (cells, sums)
+            continue
         rolled = parents(base, res)
         moved = exact != rolled
         if moved.any():  # these rows' weight goes from their parent to their own cell
