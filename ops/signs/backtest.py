@@ -13,12 +13,13 @@ The mean absolute error per step, over the origins, says how good the model is:
   :data:`MAX_FITS` origins spread evenly; at the origins between, the latest
   parameters are run forward (``smooth``) over the longer history.
 
-The model with the lowest MAE averaged over the steps is **chosen** (ties go to
-the simpler model: persistence, seasonal-naive, ETS). Its **skill** per step is
-``1 − MAE(chosen) / MAE(baseline)``; the baseline is persistence when the
-seasonal-naive forecast is chosen, and the better of the two naive forecasts when
+At each step the model with the lowest MAE there is **chosen** (ties go to the
+simpler model: persistence, seasonal-naive, ETS), so a forecast may carry the last
+value one hour ahead and the daily cycle a day ahead. The **skill** per step is
+``1 − MAE(chosen) / MAE(baseline)``; the baseline is persistence where the
+seasonal-naive forecast is chosen, and the better of the two naive forecasts where
 ETS is — so a positive skill means the forecast beats every simpler forecast it
-replaces. Persistence chosen means no skill (0 at every step).
+replaces. Where persistence is chosen there is no skill (0).
 
 Inner gaps are interpolated for the models, as for the fit; errors are counted
 only where the actual value was observed. Origins are the latest possible ones
@@ -27,7 +28,7 @@ only where the actual value was observed. Origins are the latest possible ones
 Example::
 
     result = backtest(values, horizon=3, season=24)   # values: a 1-D array, NaN = unknown
-    result.chosen, result.baseline, result.skill       # "ets", "seasonal_naive", (0.21, …)
+    result.chosen, result.baseline, result.skill       # ("persistence", "ets", "ets"), …
     result.mae["persistence"]                          # MAE at +1, +2, +3 buckets
 """
 
@@ -37,7 +38,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -166,27 +167,34 @@ class Backtest:
     mae: Mapping[str, tuple[float, ...]]
     #: Errors counted per step (actuals observed).
     pairs: tuple[int, ...]
-    chosen: str
-    baseline: str
+    #: The model used at each step (the lowest MAE there).
+    chosen: tuple[str, ...]
+    #: What each step's skill is measured against.
+    baseline: tuple[str, ...]
     #: ``1 − MAE(chosen) / MAE(baseline)`` per step.
     skill: tuple[float, ...]
-    #: Quantiles of the chosen model's errors per step, for its band (empty: too few).
-    error_lower: tuple[float, ...] = ()
-    error_upper: tuple[float, ...] = ()
+    #: Per model, quantiles of its errors per step (lower, upper) for its band; models
+    #: with too few errors are absent.
+    bands: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
     #: Models that could not be tested, and why.
     skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def skilful(self) -> bool:
-        """True when the chosen forecast beats its baseline at some step."""
+        """True when the forecast beats its baseline at some step."""
         return any(s > 0 for s in self.skill if math.isfinite(s))
+
+    @property
+    def only_persistence(self) -> bool:
+        """True when persistence won at every step (no forecast beats doing nothing)."""
+        return set(self.chosen) == {"persistence"}
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``/api/signs``' ``forecast.backtest``."""
         def num(v: float) -> float | None:
             return round(float(v), 6) if math.isfinite(v) else None
-        return {"chosen": self.chosen, "baseline": self.baseline, "origins": len(self.origins),
-                "points": self.points, "season": self.season,
+        return {"chosen": list(self.chosen), "baseline": list(self.baseline),
+                "origins": len(self.origins), "points": self.points, "season": self.season,
                 "skill": [num(v) for v in self.skill],
                 "mae": {name: [num(v) for v in values] for name, values in self.mae.items()},
                 "pairs": list(self.pairs), "skipped": dict(self.skipped)}
@@ -265,28 +273,29 @@ def backtest(values: Sequence[float] | np.ndarray, horizon: int, season: int | N
             for h in range(horizon))
     if "persistence" not in mae:
         return None
-    scores = {name: float(np.nanmean(values)) if np.isfinite(values).any() else math.inf
-              for name, values in mae.items()}
-    chosen = "persistence"
-    for name in mae:  # MODELS order: a later model must be strictly better
-        if scores[name] < scores[chosen] - 1e-12 * max(1.0, abs(scores[chosen])):
-            chosen = name
-    # A naive forecast is measured against persistence (persistence against itself: no
-    # skill), ETS against the better naive forecast.
-    baseline = "persistence" if chosen in NAIVE else min(
-        (name for name in NAIVE if name in mae), key=lambda name: scores[name])
-    skill = tuple(_skill(m, b) for m, b in zip(mae[chosen], mae[baseline], strict=True))
-    low: tuple[float, ...] = ()
-    high: tuple[float, ...] = ()
+    chosen: list[str] = []
+    baseline: list[str] = []
+    for h in range(horizon):
+        best = "persistence"
+        for name in mae:  # MODELS order: a later model must be strictly better
+            if mae[name][h] < mae[best][h] - 1e-12 * max(1.0, abs(mae[best][h])):
+                best = name
+        chosen.append(best)
+        # A naive forecast is measured against persistence (persistence against itself:
+        # no skill), ETS against the better naive forecast at that step.
+        baseline.append("persistence" if best in NAIVE else min(
+            (name for name in NAIVE if name in mae), key=lambda name: mae[name][h]))
+    skill = tuple(_skill(mae[c][h], mae[b][h])
+                  for h, (c, b) in enumerate(zip(chosen, baseline, strict=True)))
+    bands: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
     if min(pairs) >= MIN_BAND_ERRORS:
-        chosen_errors = errors[chosen]
-        low = tuple(float(np.quantile(chosen_errors[:, h][counted[:, h]], (1 - level) / 2))
-                    for h in range(horizon))
-        high = tuple(float(np.quantile(chosen_errors[:, h][counted[:, h]], (1 + level) / 2))
-                     for h in range(horizon))
+        for name, error in errors.items():
+            bands[name] = tuple(  # type: ignore[assignment]
+                tuple(float(np.quantile(error[:, h][counted[:, h]], q)) for h in range(horizon))
+                for q in ((1 - level) / 2, (1 + level) / 2))
     return Backtest(horizon=horizon, season=season, points=n,
-                    origins=tuple(int(o) for o in origins), mae=mae, pairs=pairs, chosen=chosen,
-                    baseline=baseline, skill=skill, error_lower=low, error_upper=high,
+                    origins=tuple(int(o) for o in origins), mae=mae, pairs=pairs,
+                    chosen=tuple(chosen), baseline=tuple(baseline), skill=skill, bands=bands,
                     skipped=skipped)
 
 
@@ -302,7 +311,8 @@ def _skill(model_mae: float, baseline_mae: float) -> float:
 def skilful_forecast(series: pd.Series, steps: int, *, season: int | None = None,
                      level: float = 0.8, step: pd.Timedelta | None = None,
                      tested: Backtest | None = None) -> Forecast:
-    """The forecast of the model ``tested`` chose (persistence when untested), with its skill.
+    """Each step forecast by the model ``tested`` chose for it (persistence when untested),
+    with its skill and baseline.
 
     ``tested`` is :func:`backtest` of the same series (it may be a little older: backtests
     are cached). Naive forecasts get a band from their backtest errors when there are
@@ -314,33 +324,61 @@ def skilful_forecast(series: pd.Series, steps: int, *, season: int | None = None
         if result.method == "none":
             return result
         untested = f"not backtested: {len(values)} values"
-        return _with_skill(result, (math.nan,) * steps, "persistence", None,
-                           f"{result.note}; {untested}" if result.note else untested)
-    chosen = tested.chosen
-    if chosen == "ets":
-        result = forecast(series, steps, season=season, level=level, step=step)
-        if result.method == "ets":
-            return _with_skill(result, tested.skill, tested.baseline, tested)
-        chosen = "persistence"  # the fit failed now: say so, with no claim of skill
-        note = f"ETS chosen by the backtest, but {result.note}"
-        return _with_skill(_naive(values, series, steps, level, step, None, tested, chosen),
-                           (0.0,) * steps, "persistence", tested, note)
-    return _with_skill(_naive(values, series, steps, level, step, season, tested, chosen),
-                       tested.skill, tested.baseline, tested)
+        return replace(result, skill=(math.nan,) * steps, baseline=("persistence",) * steps,
+                       models=("persistence",) * steps,
+                       note=f"{result.note}; {untested}" if result.note else untested)
+    if values.empty:
+        return naive_forecast(series, steps, level, step=step)
+    chosen, skill, note = list(tested.chosen), list(tested.skill), ""
+    made: dict[str, Forecast] = {}
+    if "ets" in chosen:
+        fitted = forecast(series, steps, season=season, level=level, step=step)
+        if fitted.method == "ets":
+            made["ets"] = fitted
+        else:  # the fit failed now: the best naive model at those steps, claiming no skill
+            note = f"ETS chosen by the backtest, but {fitted.note}"
+            for h, name in enumerate(chosen):
+                if name == "ets":
+                    chosen[h] = min((m for m in NAIVE if m in tested.mae),
+                                    key=lambda m: tested.mae[m][h])
+                    skill[h] = 0.0
+    for name in set(chosen) - set(made):
+        made[name] = _naive(values, series, steps, level, step, season, tested, name)
+    pick = [made[name] for name in chosen]
+    mean = tuple(f.mean[h] for h, f in enumerate(pick))
+    lower = tuple(f.lower[h] for h, f in enumerate(pick))
+    upper = tuple(f.upper[h] for h, f in enumerate(pick))
+    methods = {f.method for f in pick}
+    method: Method = pick[0].method if len(methods) == 1 else "blend"
+    return Forecast(method, _describe(chosen, made), pick[0].times, mean, lower, upper, level,
+                    note=note, skill=tuple(skill), baseline=tested.baseline,
+                    models=tuple(chosen), backtest=tested)
+
+
+def _describe(chosen: Sequence[str], made: Mapping[str, Forecast]) -> str:
+    """``ETS(A,N,A) season 24`` or ``persistence (last value) +1–2, ETS(…) +3–6`` (steps)."""
+    runs: list[tuple[str, int, int]] = []
+    for h, name in enumerate(chosen, start=1):
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1], h)
+        else:
+            runs.append((name, h, h))
+    if len(runs) == 1:
+        return made[runs[0][0]].model
+    return ", ".join(f"{made[name].model} +{a}" + (f"–{b}" if b > a else "")
+                     for name, a, b in runs)
 
 
 def _naive(values: pd.Series, series: pd.Series, steps: int, level: float,
            step: pd.Timedelta | None, season: int | None, tested: Backtest, chosen: str,
            ) -> Forecast:
-    if values.empty:
-        return naive_forecast(series, steps, level, step=step)
     filled = values.to_numpy(dtype=float)
     model = MODEL_BY_NAME[chosen]
     mean = model.predict(filled, np.array([len(filled)]), steps,
                          season if chosen == "seasonal_naive" else None)[0]
-    if tested.error_lower and chosen == tested.chosen:
-        lower = mean + np.array(tested.error_lower)
-        upper = mean + np.array(tested.error_upper)
+    if chosen in tested.bands:
+        low, high = tested.bands[chosen]
+        lower, upper = mean + np.array(low), mean + np.array(high)
     else:
         band = naive_forecast(series, steps, level, step=step)
         lower = mean - (band.mean[0] - np.array(band.lower))
@@ -348,19 +386,10 @@ def _naive(values: pd.Series, series: pd.Series, steps: int, level: float,
     if (values >= 0).all():
         mean, lower, upper = np.maximum(mean, 0.0), np.maximum(lower, 0.0), np.maximum(upper, 0.0)
     method: Method = "seasonal_naive" if chosen == "seasonal_naive" else "naive"
-    title = model.title_en if chosen != "seasonal_naive" or season is None \
-        else f"seasonal naive (season {season})"
+    title = f"seasonal naive (season {season})" if chosen == "seasonal_naive" else model.title_en
     return Forecast(method, title, future_times(series, steps, step),
                     tuple(map(float, mean)), tuple(map(float, lower)), tuple(map(float, upper)),
                     level)
-
-
-def _with_skill(result: Forecast, skill: Sequence[float], baseline: str,
-                tested: Backtest | None, note: str | None = None) -> Forecast:
-    from dataclasses import replace
-
-    return replace(result, skill=tuple(float(s) for s in skill), baseline=baseline,
-                   backtest=tested, note=result.note if note is None else note)
 
 
 __all__ = ["MAX_ORIGINS", "MIN_ORIGINS", "MODELS", "Backtest", "Model", "backtest",

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 #: ``naive``: the last value carried forward (persistence); ``seasonal_naive``: the value
 #: one season earlier; ``ets``: the fitted model; ``none``: no data.
-Method = Literal["ets", "naive", "seasonal_naive", "none"]
+#: ``blend``: different models at different steps (see ``models``).
+Method = Literal["ets", "naive", "seasonal_naive", "blend", "none"]
 
 #: Shortest series fitted with a model at all, and with a damped trend.
 MIN_POINTS_SES = 5
@@ -64,8 +65,10 @@ class Forecast:
     #: Skill per step, ``1 − MAE(model) / MAE(baseline)`` on the rolling-origin backtest of
     #: the indicator's own history (NaN: not backtested). Empty: never backtested.
     skill: tuple[float, ...] = ()
-    #: The baseline the skill is measured against (``persistence`` / ``seasonal_naive``).
-    baseline: str = ""
+    #: Per step, the baseline the skill is measured against (``persistence`` /
+    #: ``seasonal_naive``), and the model used (``persistence``, ``seasonal_naive``, ``ets``).
+    baseline: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
     #: The backtest behind ``skill`` (an :class:`ops.signs.backtest.Backtest`), if any.
     backtest: Any = None
 
@@ -106,7 +109,8 @@ class Forecast:
             "mean": [_json_number(v) for v in self.mean],
             "lower": [_json_number(v) for v in self.lower],
             "upper": [_json_number(v) for v in self.upper],
-            "skill": [_json_number(v) for v in self.skill], "baseline": self.baseline,
+            "skill": [_json_number(v) for v in self.skill], "baseline": list(self.baseline),
+            "models": list(self.models),
             "backtest": None if self.backtest is None else self.backtest.as_dict(),
         }
 

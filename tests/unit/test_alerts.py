@@ -249,7 +249,7 @@ def test_forecast_rule_fires_when_the_band_crosses_within_the_horizon(tmp_path: 
     reading = evaluate(data, indicators[0], now)
     assert reading.value == 36 and reading.forecast is not None
     assert reading.forecast.method == "ets" and reading.forecast.mean[0] > 36
-    assert reading.forecast.baseline == "persistence" and min(reading.forecast.skill) > 0.5
+    assert reading.forecast.baseline == ("persistence",) * 3 and min(reading.forecast.skill) > 0.5
     soon = parse_rules([{"name": "soon", "kind": "forecast", "indicator": "rph", "above": 37,
                          "within": "2h"}], indicators)
     never = parse_rules([{"name": "never", "kind": "forecast", "indicator": "rph",

@@ -133,8 +133,9 @@ def no_skill(predicted: Forecast) -> str:
     tested = predicted.backtest
     if tested is None:
         return f"forecast not backtested ({predicted.note or 'too little history'}); not trusted"
-    if tested.chosen == "persistence":
+    if tested.only_persistence:
         return ("forecast has no skill: on the backtest nothing beat persistence "
                 f"(last value carried forward, {len(tested.origins)} origins)")
-    shown = ", ".join(f"{s:+.0%}" if math.isfinite(s) else "–" for s in tested.skill)
-    return f"forecast ({tested.chosen}) has no skill vs {tested.baseline} within the horizon ({shown})"
+    shown = ", ".join(f"+{h} {m} {s:+.0%}" if math.isfinite(s) else f"+{h} –"
+                      for h, (m, s) in enumerate(zip(tested.chosen, tested.skill, strict=True), 1))
+    return f"forecast has no skill within the rule's horizon ({shown})"
