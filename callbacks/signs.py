@@ -162,6 +162,39 @@ def change_text(change_pct: float | None, baseline_kind: str, language: str
     return f"{arrow} {abs(change_pct):.0f}% {against}", tone
 
 
+def skill_text(predicted: Forecast, language: str) -> tuple[str, str]:
+    """The forecast's skill at its last step against its baseline, and a tone class.
+
+    ``skill +23% vs persistence``; ``no skill: not better than persistence`` (the
+    forecast rule does not fire on it); ``forecast not backtested``.
+    """
+    if not predicted.skill or not predicted.baseline:
+        return t("signs.untested", language), "ops-flat"
+    skill, base = predicted.skill[-1], predicted.baseline[-1]
+    baseline = t(f"signs.model.{base}", language)
+    if not _finite(skill):
+        return t("signs.untested", language), "ops-flat"
+    if skill <= 0:
+        return t("signs.no_skill", language, baseline=baseline), "ops-flat"
+    return t("signs.skill", language, skill=f"{skill:+.0%}", baseline=baseline), "ops-up"
+
+
+def skill_span(predicted: Forecast, hours: float, decimals: int, language: str) -> html.Span:
+    """:func:`skill_text` as a chip; its tooltip gives each model's backtest MAE there."""
+    text, tone = skill_text(predicted, language)
+    tested = predicted.backtest
+    detail = None
+    if tested is not None:
+        maes = ", ".join(f"{t(f'signs.model.{name}', language)} {format_value(mae[-1], decimals + 1)}"
+                         for name, mae in tested.mae.items())
+        detail = t("signs.skill_detail", language, origins=len(tested.origins),
+                   span=format_span(hours, language), maes=maes)
+    return html.Span(text, className=f"ops-sign-skill {tone}", title=detail,
+                     **data_attrs({"data-skill": "" if not predicted.skill
+                                   or not _finite(predicted.skill[-1])
+                                   else str(round(predicted.skill[-1], 4))}))
+
+
 def sign_card(reading: IndicatorReading, language: str, theme: str,
               zone: ZoneInfo | None = None, as_of: Any = None) -> html.Div:
     """One vital sign: value and unit, status colour, sparkline with forecast, change.
@@ -188,6 +221,7 @@ def sign_card(reading: IndicatorReading, language: str, theme: str,
                                 mean=format_value(predicted.mean[-1], reading.decimals),
                                 lower=format_value(predicted.lower[-1], reading.decimals),
                                 upper=format_value(predicted.upper[-1], reading.decimals))))
+        foot.append(skill_span(predicted, hours, reading.decimals, language))
     spark = sparkline_svg(reading.series_times, reading.series_values, forecast=predicted,
                           thresholds=reading.thresholds, status=reading.status, theme=theme)
     return html.Div(
@@ -219,10 +253,11 @@ def signs_panel(readings: Sequence[IndicatorReading], language: str, theme: str,
 
 
 def signs_fingerprint(readings: Sequence[IndicatorReading]) -> str:
-    """Changes when any vital sign's time, value, status or forecast changes."""
+    """Changes when any vital sign's time, value, status or forecast (or its skill) changes."""
     digest = hashlib.blake2b(digest_size=8)
     for reading in readings:
-        predicted = reading.forecast.mean[-1:] if reading.forecast is not None else ()
+        predicted = (*reading.forecast.mean[-1:], *reading.forecast.skill[-1:]) \
+            if reading.forecast is not None else ()
         digest.update(repr((reading.name, reading.time.isoformat(), reading.value,
                             reading.status, reading.baseline, tuple(predicted),
                             reading.stale, reading.error)).encode())

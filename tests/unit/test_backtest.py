@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from flask import Flask
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
+from api.signs import create_signs_blueprint
 from config.city import ConfigError
 from ops.signs.alerts import AlertBook
 from ops.signs.backtest import (
@@ -27,6 +29,7 @@ from ops.signs.backtest import (
     skilful_forecast,
 )
 from ops.signs.indicators import IndicatorHistory, evaluate
+from ops.signs.service import VitalSigns
 from ops.signs.settings import parse_indicator, parse_indicators, parse_rules
 from tests.unit.test_alerts import requests_at
 from tests.unit.test_indicators import T0, requests_city
@@ -244,6 +247,31 @@ def test_on_a_seasonal_city_the_seasonal_forecast_is_used_and_shown(tmp_path: Pa
     retested = evaluate(data, indicator, now, history).forecast
     assert retested is not None and retested.backtest is not earlier.backtest
     assert retested.backtest == predicted.backtest  # the same history, the same result
+
+
+def test_the_api_shows_skill_baseline_and_why_a_rule_cannot_judge(tmp_path: Path) -> None:
+    counts = np.clip(np.round(random_walk(24 * 5, seed=11) / 4), 0, None)
+    raw, now = hourly_requests(counts)
+    data = requests_city(tmp_path, raw)
+    signs = VitalSigns.from_config(data, {
+        "indicators": [{"name": "rph", "layer": "government", "kind": "rate",
+                        "forecast": {"horizon": "2h", "history": "5d"}}],
+        "rules": [{"name": "rising", "kind": "forecast", "indicator": "rph", "above": 1000,
+                   "within": "2h"}]}, max_age=60)
+    app = Flask(__name__)
+    app.register_blueprint(create_signs_blueprint(signs))
+    client = app.test_client()
+    predicted = client.get("/api/signs").get_json()["indicators"][0]["forecast"]
+    reading = signs.current()[0][0]
+    assert reading.forecast is not None and reading.forecast.backtest is not None
+    tested = reading.forecast.backtest
+    assert predicted["skill"] == [0.0, 0.0] and predicted["baseline"] == ["persistence"] * 2
+    assert predicted["backtest"]["chosen"] == ["persistence"] * 2
+    assert predicted["backtest"]["mae"]["persistence"] == [round(v, 6) for v in
+                                                           tested.mae["persistence"]]
+    assert predicted["backtest"]["origins"] == len(tested.origins) >= MIN_ORIGINS
+    errors = client.get("/api/alerts").get_json()["errors"]
+    assert "no skill" in errors["rising"]
 
 
 def test_forecast_settings_are_checked() -> None:

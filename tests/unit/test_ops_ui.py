@@ -8,6 +8,7 @@ server-side role check is exercised through the app's real Dash endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import h3
+import numpy as np
 import pandas as pd
 import plotly.io
 import pytest
@@ -48,6 +50,7 @@ from ops.events.model import TRANSITIONS, AuditEntry, Event, Report
 from ops.events.settings import User
 from ops.events.stats import summary
 from ops.signs.alerts import Alert
+from ops.signs.backtest import backtest
 from ops.signs.forecast import Forecast
 from ops.signs.indicators import IndicatorReading
 from ops.signs.settings import Thresholds
@@ -383,6 +386,28 @@ def test_sparkline_draws_series_gaps_forecast_band_and_thresholds() -> None:
     assert change_text(math.nan, "rolling_mean", "en") == ("", "")
 
 
+def test_sign_card_shows_the_forecast_skill_and_its_baseline() -> None:
+    ahead = reading([1]).forecast
+    assert ahead is not None
+    tested = backtest(np.r_[np.arange(30.0), 29 - np.arange(10.0)], 3, None)
+    assert tested is not None
+    skilful = dataclasses.replace(ahead, skill=(-0.1, 0.05, 0.234),
+                                  baseline=("persistence",) * 3, backtest=tested)
+    card = sign_card(reading([8, 9, 10], forecast=skilful), "en", "dark")
+    chip = next(c for c in walk(card) if "ops-sign-skill" in str(getattr(c, "className", "")))
+    assert chip.children == "skill +23% vs persistence" and "ops-up" in chip.className
+    assert chip.to_plotly_json()["props"]["data-skill"] == "0.234"
+    assert chip.title.startswith(f"Backtest ({len(tested.origins)} origins), MAE at +3 h: "
+                                 f"persistence {tested.mae['persistence'][-1]:.1f}")
+    zh = sign_card(reading([8, 9, 10], forecast=dataclasses.replace(
+        skilful, skill=(0.1, 0.0, 0.0), baseline=("persistence", "persistence", "seasonal_naive"))),
+        "zh-CN", "dark")
+    texts = [c.children for c in walk(zh) if isinstance(getattr(c, "children", None), str)]
+    assert "无预测技能：不优于季节朴素法" in texts
+    assert signs_fingerprint([reading([1], forecast=skilful)]) != signs_fingerprint(
+        [reading([1], forecast=dataclasses.replace(skilful, skill=(0.0, 0.0, 0.1)))])
+
+
 def test_sign_card_shows_value_status_change_and_forecast() -> None:
     card = sign_card(reading([8, 9, 10, 11, 16], status="warn"), "en", "dark")
     props = card.to_plotly_json()["props"]
@@ -395,6 +420,8 @@ def test_sign_card_shows_value_status_change_and_forecast() -> None:
     failed = sign_card(reading([math.nan], status="unknown", error="ValueError: boom",
                                forecast=None, change_pct=math.nan), "zh-CN", "dark")
     assert "无法计算：ValueError: boom" in [c.children for c in walk(failed)]
+    # The forecast's skill at its last step, against its baseline; none claimed untested.
+    assert "forecast not backtested" in text
     one, other = reading([1, 2, 3]), reading([1, 2, 4])
     assert signs_fingerprint([one]) == signs_fingerprint([reading([1, 2, 3])])
     assert signs_fingerprint([one]) != signs_fingerprint([other])
