@@ -435,6 +435,9 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
         raise ConfigError(f"{where}.where: expected a table of column = [values]")
     stale_after = table.get("stale_after")
     window = table.get("window")
+    if "cell" in table and ("lat" in table or "lon" in table):
+        raise ConfigError(f"{where}.cell: a source is placed by an H3 cell id or by lat/lon, "
+                          "not both; remove cell or lat/lon")
     events = table.get("events")
     if events is not None and not isinstance(events, bool):
         raise ConfigError(f"{where}.events: expected true or false, got {events!r}")

@@ -41,7 +41,7 @@ import pandas as pd
 from config.clock import CityClock
 from geo.crs import to_wgs84
 from geo.exact import cell_column, index_exact
-from geo.hexes import index_points
+from geo.hexes import index_points, parents
 
 if TYPE_CHECKING:
     from config.city import Source
@@ -248,7 +248,51 @@ def normalise(raw: pd.DataFrame, source: Source, role: Role, context: AdapterCon
     raw = apply_where(raw, source)
     if role.geometry == "area":
         return _normalise_areas(raw, source, role, context)
+    if "cell" in source.fields:
+        return _normalise_cells(raw, source, role, context, versions_supersede)
     return _normalise_points(raw, source, role, context, versions_supersede)
+
+
+def _normalise_cells(raw: pd.DataFrame, source: Source, role: Role, context: AdapterContext,
+                     versions_supersede: bool) -> Batch:
+    """Rows placed by an H3 cell id column (see :mod:`data.cells`), then as points.
+
+    Each row is put on its base-resolution cell through cell ids and given that cell's
+    centre as its position, so the point normalisation places it in that very cell.
+    """
+    from data.cells import MAX_SPREAD_LEVELS, parse_cells, place_on_base, too_coarse
+
+    fields = source.fields
+    _missing_columns(raw, fields, ("cell", "id", "weight"))
+    raw = raw.reset_index(drop=True)
+    cells, why = parse_cells(raw[fields["cell"]])
+    coarse = too_coarse(cells, context.base_res) & why.isna().to_numpy()
+    why[coarse] = f"H3 cell coarser than res {context.base_res - MAX_SPREAD_LEVELS}"
+    rejected: Counter[str] = Counter(why.dropna().value_counts().to_dict())
+    keep = why.isna().to_numpy()
+    rows = raw.loc[keep].reset_index(drop=True)
+    ids = rows[fields["id"]] if "id" in fields else pd.Series(
+        [f"{source.name}:{i}" for i in np.flatnonzero(keep)], dtype="string")
+    weight = rows[fields["weight"]] if "weight" in fields else pd.Series(1.0, index=rows.index)
+    rows = rows.assign(_id=ids.astype("string").str.strip().str.replace(r"\.0$", "", regex=True),
+                       _weight=weight)
+    shared = [fields[f.name] for f in role.fields
+              if f.kind == "float" and fields.get(f.name) in rows.columns]
+    placed = place_on_base(rows, cells[keep], context.base_res, shared)
+    as_points = replace(source, crs="EPSG:4326", fields={
+        **{k: v for k, v in fields.items() if k != "cell"},
+        "id": "_id", "lat": "_lat", "lon": "_lon", "weight": "_weight"})
+    batch = _normalise_points(placed.drop(columns=["_cell"]), as_points, role, context,
+                              versions_supersede)
+    # Coarser cells are the ancestors of each row's cell, not where its centre falls:
+    # the input's own hierarchy, as the engine that aggregated it counts.
+    frame = batch.frame
+    base = frame["cell"].to_numpy(dtype=np.int64)
+    for res in context.resolutions:
+        if cell_column(res) in frame and res <= context.base_res:
+            frame[cell_column(res)] = parents(base, res)
+    batch.rejected.update(rejected)
+    return batch
 
 
 def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
@@ -347,6 +391,12 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
         else:
             text = values.astype("string").str.strip()
             out[attr.name] = text.where(text.ne(""), pd.NA)
+
+    if "weight" in fields:
+        # How many records the row stands for (data aggregated elsewhere); counts sum it.
+        weight = pd.to_numeric(raw[fields["weight"]], errors="coerce")
+        reject(weight.isna() | (weight < 0), "unparseable weight")
+        out["weight"] = weight.astype(float)
 
     keep = reason.isna().to_numpy()
     rejected.update(reason[~keep].value_counts().to_dict())

@@ -13,7 +13,7 @@ import pandas as pd
 
 from geo.exact import cells_of_rows
 from geo.hexes import cell_centers
-from layers.aggregations import cell_areas
+from layers.aggregations import cell_areas, row_weights
 from layers.base import Metric
 
 
@@ -43,7 +43,8 @@ def aggregate(frame: pd.DataFrame, metric: Metric, res: int) -> pd.Series:
         return pd.Series(dtype=float, index=pd.Index([], dtype=np.int64, name="cell"))
     cell = pd.Series(cells_of_rows(frame, res), index=frame.index, name="cell")
     aggregation = metric.aggregation
-    values = aggregation.reduce(frame[metric.column] if aggregation.reads_column else cell, cell)
+    values = aggregation.reduce(frame[metric.column] if aggregation.reads_column
+                                else row_weights(frame), cell)
     values = values.dropna().astype(float)  # no value: the cell is empty (Aggregation.empty)
     values.index = values.index.astype(np.int64)
     values.index.name = "cell"
@@ -63,7 +64,7 @@ def aggregate_place(frame: pd.DataFrame, metric: Metric, area_km2: float) -> flo
     if frame.empty:
         return aggregation.empty
     place = np.zeros(len(frame), dtype=np.int64)
-    column = frame[metric.column] if aggregation.reads_column else frame["cell"]
+    column = frame[metric.column] if aggregation.reads_column else row_weights(frame)
     values = aggregation.reduce(column, place).dropna().astype(float)
     values = aggregation.finish(values, lambda index: np.full(len(index), area_km2))
     return float(values.iloc[0]) if len(values) and not np.isnan(values.iloc[0]) \

@@ -10,7 +10,7 @@ same definition instead of switching on the name:
 * :meth:`Aggregation.finish` — what turns that into the shown value (per km²);
 * :attr:`Aggregation.parts`, :meth:`Aggregation.weights`, :meth:`Aggregation.combine`
   — how the value is kept up to date from deltas: running per-cell sums of per-row
-  weights (count: 1, sum: the value, mean: the value and 1), or ``parts = 0`` when it
+  weights (count: 1 or the row's weight, sum: the value, mean: the value and 1), or ``parts = 0`` when it
   cannot be (median, distinct values), and is then recomputed from the rows;
 * :attr:`Aggregation.empty` — the one value of a cell or place with no rows (or no
   rows with a value).
@@ -98,7 +98,8 @@ def _values_or_nan(values: Floats | None, n: int) -> Floats:
 
 
 class Count(Aggregation):
-    """How many rows fall in the cell."""
+    """How many records fall in the cell: one per row, or the rows' ``weight`` when a
+    source says how many records each row stands for (data aggregated elsewhere)."""
 
     name = "count"
     reads_column = False
@@ -107,10 +108,14 @@ class Count(Aggregation):
     city_total = True
 
     def reduce(self, values: pd.Series, groups: pd.Series | NDArray[Any]) -> pd.Series:
-        return values.groupby(groups).size().astype(float)
+        """``values`` are the rows' weights (:func:`row_weights`)."""
+        return values.groupby(groups).sum().astype(float)
 
     def weights(self, values: Floats | None, n: int) -> Floats:
-        return np.ones((n, 1), dtype=np.float64)
+        """``values`` are the rows' weights, None when every row counts once."""
+        if values is None:
+            return np.ones((n, 1), dtype=np.float64)
+        return np.nan_to_num(values, nan=0.0).reshape(n, 1)
 
     def describe(self, column: str | None, role: str) -> str:
         return f"count of `{role}` rows"
@@ -210,10 +215,20 @@ def get_aggregation(name: str) -> Aggregation:
                          + ", ".join(AGGREGATIONS)) from None
 
 
+def row_weights(rows: pd.DataFrame) -> pd.Series:
+    """How many records each row stands for: its ``weight`` column, else 1 (floats).
+
+    Only sources mapping ``weight`` (or placed by H3 cell, see data.cells) have the column.
+    """
+    if "weight" in rows.columns:
+        return pd.to_numeric(rows["weight"], errors="coerce").fillna(0.0).astype(float)
+    return pd.Series(1.0, index=rows.index)
+
+
 def cell_areas(index: pd.Index) -> Floats:
     """:data:`AreaOf` for values per H3 cell."""
     return cell_area_km2(index.to_numpy())
 
 
 __all__ = ["AGGREGATIONS", "Aggregation", "AreaOf", "Count", "Mean", "Median", "NUnique", "Sum",
-           "SumPerKm2", "cell_areas", "get_aggregation"]
+           "SumPerKm2", "cell_areas", "get_aggregation", "row_weights"]

@@ -37,8 +37,10 @@ Selector = Callable[[pd.DataFrame], np.ndarray]
 TOP_N = 8
 
 #: Mapping keys every point source has: the normalised core of a row. ``label`` is
-#: the column holding a row's display name (normalised as ``name``).
-POINT_CORE_FIELDS = ("id", "time", "lat", "lon", "label")
+#: the column holding a row's display name (normalised as ``name``); ``cell`` places
+#: rows by an H3 cell id instead of ``lat``/``lon`` (data aggregated elsewhere, see
+#: data.cells); ``weight`` says how many records a row stands for (counts sum it).
+POINT_CORE_FIELDS = ("id", "time", "lat", "lon", "label", "cell", "weight")
 #: Mapping keys every area source has; ``geometry`` is taken from the file when unmapped.
 AREA_CORE_FIELDS = ("id", "label", "geometry", "value")
 

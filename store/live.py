@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from geo.exact import cells_of_rows
 from geo.hexes import parents, resolution_of
 from layers.aggregate import filter_rows
-from layers.aggregations import cell_areas
+from layers.aggregations import cell_areas, row_weights
 from layers.base import Metric
 
 
@@ -280,8 +280,9 @@ def _weighted_rows(rows: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame,
         rows = rows.loc[(rows["source"] == metric.source).to_numpy()]
     if metric.where:
         rows = filter_rows(rows, metric.where)
-    if not aggregation.reads_column:
-        return rows, aggregation.weights(None, len(rows))
+    if not aggregation.reads_column:  # a count: each row adds its weight (1 unless mapped)
+        weights = row_weights(rows).to_numpy(dtype=np.float64) if "weight" in rows else None
+        return rows, aggregation.weights(weights, len(rows))
     values = pd.to_numeric(rows[metric.column], errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)
     weights = aggregation.weights(values, len(rows))
