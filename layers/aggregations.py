@@ -57,6 +57,9 @@ class Aggregation:
     #: Listed in a place profile (per-km² values are not: the profile gives the
     #: place's own density beside its area).
     in_profile: ClassVar[bool] = True
+    #: Counts whole things: in a place made of whole areas (a district), an area's rows
+    #: count in the one place holding most of the area, not in every place it touches.
+    whole_units: ClassVar[bool] = False
 
     def reduce(self, values: pd.Series, groups: pd.Series | NDArray[Any]) -> pd.Series:
         """The value per group of ``values`` (the column, or the cells for ``count``).
@@ -192,6 +195,7 @@ class NUnique(Aggregation):
 
     name = "nunique"
     empty = 0.0  # no rows hold no distinct values, as a count of nothing is 0
+    whole_units = True
 
     def reduce(self, values: pd.Series, groups: pd.Series | NDArray[Any]) -> pd.Series:
         return values.groupby(groups).nunique().astype(float)

@@ -18,6 +18,7 @@ from geo.hexes import cell_area_km2, cell_center, cell_resolution, to_hex
 from layers import LAYERS, population_metric
 from layers.aggregate import aggregate_place
 from layers.base import Layer, Selector
+from store.boundaries import BoundaryLevel
 from store.city import CityData
 
 
@@ -39,14 +40,50 @@ def cells_selector(base_cells: np.ndarray) -> Selector:
     return select
 
 
-def _metric_values(data: CityData, layer: Layer, select: Selector,
-                   area_km2: float) -> list[dict[str, Any]]:
+def owner_selector(boundary: BoundaryLevel, name: str) -> Selector:
+    """Area rows (pieces of land units, tracts, …) of the units whose largest part lies
+    in the admin unit ``name``: every piece of such a unit, none of any other.
+
+    A unit's area is split by the admin unit each of its base-cell pieces lies in (a
+    base cell belongs to the admin unit covering most of it); the part outside every
+    admin unit competes too, so a unit mostly outside the city's districts counts in
+    none. Each unit so counts in exactly one place of a level, and a neighbour that
+    only touches a district's border cells does not count in it. Ties go to the
+    alphabetically first place.
+    """
+    admin_of = pd.Series(boundary.cells["name"].to_numpy(dtype=str),
+                         index=boundary.cells["cell"].to_numpy())
+
+    def select(frame: pd.DataFrame) -> np.ndarray:
+        if frame.empty:
+            return np.zeros(0, dtype=bool)
+        keys = ["source", "id"] if "source" in frame else ["id"]
+        pieces = frame[keys].copy()
+        pieces["admin"] = admin_of.reindex(frame["cell"].to_numpy()).fillna("").to_numpy()
+        pieces["area"] = frame["area_km2"].to_numpy(dtype=float)
+        by_place = pieces.groupby([*keys, "admin"], as_index=False)["area"].sum()
+        by_place = by_place.sort_values([*keys, "area", "admin"],
+                                        ascending=[True] * len(keys) + [False, True])
+        largest = by_place.drop_duplicates(keys)
+        owned = largest.loc[largest["admin"] == name, keys]
+        return (pd.MultiIndex.from_frame(frame[keys].astype(str))
+                .isin(pd.MultiIndex.from_frame(owned.astype(str))))
+
+    return select
+
+
+def _metric_values(data: CityData, layer: Layer, select: Selector, area_km2: float,
+                   owners: Selector | None = None) -> list[dict[str, Any]]:
     out = []
     for metric in layer.metrics(data.config.sources):
         if not metric.aggregation.in_profile:
             continue
         rows = data.frame(layer.id, metric.role, metric.source)
-        rows = rows.loc[select(rows)] if len(rows) else rows
+        # Whole units of an area role are counted where they lie, not where they touch.
+        whole = (owners is not None and metric.aggregation.whole_units
+                 and layer.roles[metric.role].geometry == "area")
+        chosen = owners if whole and owners is not None else select
+        rows = rows.loc[chosen(rows)] if len(rows) else rows
         value = aggregate_place(rows, metric, area_km2)
         out.append({
             "name": metric.name, "title_zh": metric.title_zh, "title_en": metric.title_en,
@@ -57,14 +94,19 @@ def _metric_values(data: CityData, layer: Layer, select: Selector,
 
 
 def place_profile(data: CityData, select: Selector, lat: float, lon: float,
-                  area_km2: float = float("nan")) -> dict[str, Any]:
-    """Every layer's metrics, breakdowns and extras over the rows ``select`` keeps."""
+                  area_km2: float = float("nan"),
+                  owners: Selector | None = None) -> dict[str, Any]:
+    """Every layer's metrics, breakdowns and extras over the rows ``select`` keeps.
+
+    ``owners`` (for a place made of whole areas, see :func:`owner_selector`) selects
+    the area rows that metrics counting whole units (``nunique``) count instead.
+    """
     layers = {}
     for layer in LAYERS.values():
         section: dict[str, Any] = {
             "title_zh": layer.title_zh, "title_en": layer.title_en, "symbol": layer.symbol,
             "stale": data.layer_stale(layer.id),
-            "metrics": _metric_values(data, layer, select, area_km2),
+            "metrics": _metric_values(data, layer, select, area_km2, owners),
             "breakdowns": layer.breakdowns(data, select),
             **layer.profile_extras(data, select, lat, lon),
         }
@@ -100,7 +142,13 @@ def cell_profile(data: CityData, cell: int) -> dict[str, Any]:
 
 
 def area_profile(data: CityData, level: str, name: str) -> dict[str, Any] | None:
-    """The profile of an admin unit picked in the drill-down; None for an unknown unit."""
+    """The profile of an admin unit picked in the drill-down; None for an unknown unit.
+
+    Rows are the admin unit's base cells (each base cell belongs to the unit covering
+    most of it): points in them, and area pieces by their overlap with each cell, so
+    sums (area, residents) are area-weighted. Counts of whole areas (land units) count
+    each unit in the place holding most of it (:func:`owner_selector`).
+    """
     boundary = data.boundary(level)
     if boundary is None:
         return None
@@ -111,7 +159,7 @@ def area_profile(data: CityData, level: str, name: str) -> dict[str, Any] | None
     west, south, east, north = bounds
     area = float(cell_area_km2(cells).sum()) if len(cells) else 0.0
     profile = place_profile(data, cells_selector(cells), (south + north) / 2, (west + east) / 2,
-                            area)
+                            area, owners=owner_selector(boundary, name))
     residents = _residents(profile)
     return {
         "level": level, "name": name, "bounds": list(bounds), "area_km2": round(area, 3),
