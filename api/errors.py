@@ -77,9 +77,10 @@ def install_catch_all(server: Flask) -> None:
     """Answer every failure under ``/api/`` as JSON, on the whole app.
 
     Blueprints answer their own :class:`ApiError`; this handler answers the rest: a
-    404/405/413 … werkzeug raises before any view runs, and any unexpected error
-    (a database that went away, a recursion limit) as a JSON 500, logged with its
-    traceback. Other paths keep Flask's answers (Dash serves its own).
+    404/405/413 … werkzeug raises before any view runs, a lost connection to
+    PostgreSQL or Redis as a JSON 503 with ``Retry-After``, and any other unexpected
+    error (a recursion limit, a bug) as a JSON 500, logged with its traceback. Other
+    paths keep Flask's answers (Dash serves its own).
     """
     def handler(error: Exception) -> Any:
         if not request.path.startswith(API_PREFIX):
@@ -93,10 +94,42 @@ def install_catch_all(server: Flask) -> None:
                             headers=_allow(error)).response()
         log.error("%s %s failed: %s: %s", request.method, request.path, type(error).__name__,
                   error, exc_info=error)
+        if _unavailable(error):
+            return ApiError(503, f"a service this answer needs is unavailable "
+                                 f"({type(error).__name__}); see /api/health",
+                            headers={"Retry-After": "5"}, path=request.path).response()
         return ApiError(500, f"internal error ({type(error).__name__}); the log has the details",
                         path=request.path).response()
 
     server.register_error_handler(Exception, handler)
+
+
+def _unavailable(error: BaseException) -> bool:
+    """True for a lost connection to a database, Redis or a broker (503, try again), not a bug.
+
+    The error or any error it was raised from (a store wraps the driver's) counts.
+    """
+    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:
+        pass
+    try:
+        import redis
+
+        kinds += [redis.ConnectionError, redis.TimeoutError]
+    except ImportError:
+        pass
+    seen: BaseException | None = error
+    for _ in range(10):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, tuple(kinds)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _allow(error: HTTPException) -> dict[str, str]:

@@ -140,6 +140,8 @@ def test_postgresql_outage_is_named_and_every_api_answers_json(
             assert any(line.startswith("postgresql:events down since") for line in banner)
             counts = all_json(app)
             assert counts.get("5xx", 0) >= 1  # the event routes that need the database
+            lost = client.get("/api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert lost.status_code == 503 and lost.headers["Retry-After"] == "5"
             server.start()
             recover = wait_for(lambda: dependency(client, "postgresql:events")["state"] == "ok",
                                15, "health sees PostgreSQL back")

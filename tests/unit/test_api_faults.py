@@ -39,6 +39,12 @@ def bare() -> Any:
     def refused() -> Any:
         raise ApiError(418, "no tea", kind="teapot")
 
+    @app.get("/api/lost")
+    def lost() -> Any:
+        import psycopg
+
+        raise psycopg.OperationalError("connection refused")
+
     @app.get("/page/boom")
     def page_boom() -> Any:
         raise RuntimeError("not an API path")
@@ -54,6 +60,9 @@ def test_every_api_failure_is_json(bare: Any) -> None:
         body = answer.get_json()
         assert body["status"] == status and body["error"]
     assert "RuntimeError" in bare.get("/api/boom").get_json()["error"]
+    lost = bare.get("/api/lost")
+    assert (lost.status_code, lost.mimetype, lost.headers["Retry-After"]) == \
+        (503, "application/json", "5")
     assert "the database went away" not in bare.get("/api/boom").get_json()["error"]
     wrong_method = bare.post("/api/boom")
     assert (wrong_method.status_code, wrong_method.mimetype) == (405, "application/json")
