@@ -47,9 +47,11 @@ def config_schema() -> ConfigSchema:
     from ops.events.settings import EVENTS_SECTION, USERS_SECTION
     from ops.sessions import SIGNIN_SECTION
     from ops.signs.settings import SIGNS_SECTION
+    from render.privacy import PRIVACY_SECTION
 
     return ConfigSchema(layers=LAYERS, adapter_names=adapter_names, adapter=get_adapter_class,
-                        sections=(EVENTS_SECTION, USERS_SECTION, SIGNIN_SECTION, SIGNS_SECTION))
+                        sections=(EVENTS_SECTION, USERS_SECTION, SIGNIN_SECTION, SIGNS_SECTION,
+                                  PRIVACY_SECTION))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> CityConfig:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 from flask import Blueprint, jsonify, request
 
 from api.errors import ApiError, install
@@ -18,6 +20,7 @@ from api.paging import keyset_page, paged, parse_cursor, parse_limit
 from config.city import API_RESOLUTIONS
 from geo.hexes import cell_center, from_hex, to_hex
 from layers import LAYERS
+from render.privacy import Disclosure
 from render.profile import cell_profile
 from store.cache import CACHE
 from store.city import CityData
@@ -29,14 +32,27 @@ if TYPE_CHECKING:
 MAX_CELLS_LIMIT = 100_000
 
 
-def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None) -> list[dict[str, Any]]:
-    """``[{cell, value, lat, lon}]`` for a layer metric at ``res``: exactly what the map draws."""
+def layer_cells(data: CityData, layer_id: str, res: int, metric_name: str | None,
+                disclosure: Disclosure | None = None) -> list[dict[str, Any]]:
+    """``[{cell, value, lat, lon}]`` for a layer metric at ``res``: exactly what the map draws.
+
+    With a ``disclosure`` (the public audience), cells whose person-level count is
+    suppressed come as ``{cell, value: null, suppressed: "< k", lat, lon}``.
+    """
     metric = data.metric(layer_id, metric_name)
     values = data.cells(layer_id, metric, res)
+    hidden = pd.Index([], dtype=np.int64)
+    if disclosure is not None:
+        values, hidden = disclosure.cells(layer_id, metric, values)
     out = []
     for cell, value in zip(values.index.to_numpy(), values.to_numpy(), strict=True):
         lat, lon = cell_center(int(cell))
         out.append({"cell": to_hex(int(cell)), "value": round(float(value), 6),
+                    "lat": round(lat, 6), "lon": round(lon, 6)})
+    for cell in hidden.to_numpy():
+        lat, lon = cell_center(int(cell))
+        out.append({"cell": to_hex(int(cell)), "value": None,
+                    "suppressed": disclosure.shown() if disclosure else None,
                     "lat": round(lat, 6), "lon": round(lon, 6)})
     return out
 
@@ -48,9 +64,13 @@ def create_blueprint(services: Services) -> Blueprint:
     api.after_request(stamp_worker)
     data = services.store
 
+    def _disclosure(audience: str) -> Disclosure | None:
+        """Suppression for the public audience; None (everything) for viewers and operators."""
+        return services.disclosure if audience == "public" else None
+
     @CACHE.memoize()
     def cached_cells(layer_id: str, res: int, metric_name: str, version: int,
-                     lineage: str) -> list[dict[str, Any]]:
+                     lineage: str, audience: str = "detail") -> list[dict[str, Any]]:
         """Memoised per data version: every worker sharing the cache serves the same payload.
 
         ``lineage`` says whose versions these are: the shared live state's session when
@@ -59,7 +79,7 @@ def create_blueprint(services: Services) -> Blueprint:
         The cache key is the function's qualified name and these arguments, so it is
         the same in every worker.
         """
-        payload = layer_cells(data, layer_id, res, metric_name)
+        payload = layer_cells(data, layer_id, res, metric_name, _disclosure(audience))
         if data.version != version:
             # Computed while new data arrived: the body belongs to no single version, and
             # memoised under ``version`` another worker would serve it as that version.
@@ -100,15 +120,17 @@ def create_blueprint(services: Services) -> Blueprint:
             raise ApiError(400, str(exc.args[0]),
                            valid_metrics=[m.name for m in LAYERS[layer_id].metrics(
                                data.config.sources)]) from None
+        audience = services.audience()
         for _ in range(5):
             version = data.version
             try:
-                payload = cached_cells(layer_id, res, metric.name, version, services.lineage)
+                payload = cached_cells(layer_id, res, metric.name, version, services.lineage,
+                                       audience)
                 break
             except DataMoved:
                 continue  # new data arrived mid-computation: again, at the new version
         else:  # the data moves faster than one computation: say which version it started at
-            payload = layer_cells(data, layer_id, res, metric.name)
+            payload = layer_cells(data, layer_id, res, metric.name, _disclosure(audience))
         limit = parse_limit(request.args.get("limit"), None, MAX_CELLS_LIMIT)
         after = parse_cursor(request.args.get("cursor"), f"cells:{layer_id}:{res}", (str,))
         # Keyset on the cell id: a page of a later data version continues where the last
@@ -126,7 +148,9 @@ def create_blueprint(services: Services) -> Blueprint:
             cell = from_hex(cell_id)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        return jsonify(cell_profile(data, cell))
+        profile = cell_profile(data, cell)
+        disclosure = _disclosure(services.audience())
+        return jsonify(profile if disclosure is None else disclosure.profile(profile, cell=cell))
 
     @api.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def _not_found(rest: str) -> Any:

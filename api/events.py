@@ -1,18 +1,23 @@
 """``/api/events``: the event queue over HTTP, JSON in and out.
 
-- ``GET /api/events?status=&department=&cell=&limit=&cursor=`` (any role): events,
+- ``GET /api/events?status=&department=&cell=&limit=&cursor=`` (viewer, operator): events,
   newest first (by ``received_at``, then ``id``); ``status`` takes a comma list or
   ``open``, ``cell`` any H3 cell (coarser cells select the events inside them).
   Paged by cursor (:mod:`api.paging`): ``limit`` 1 … 1,000 (100 by default); the
   next page's cursor is in the ``X-Next-Cursor`` and ``Link`` headers.
-- ``GET /api/events/<id>`` (any role): the event, its reports and its audit trail.
-- ``GET /api/events/stats`` (any role): counts, department queues, time to close.
+- ``GET /api/events/<id>`` (viewer, operator): the event, its reports and its audit trail.
+- ``GET /api/events/stats`` (viewer, operator): counts, department queues, time to close.
 - ``POST /api/events/<id>/transition`` (operator): JSON ``{"to", "department",
   "note", "expected_version"}``; answers the event as changed.
-- ``POST /api/events/login`` / ``logout`` and ``GET /api/events/me``: browser sessions.
-  Sign-in is limited per client address and locked per user name after repeated
+- ``POST /api/events/login`` / ``logout`` and ``GET /api/events/me`` (any role): browser
+  sessions. Sign-in is limited per client address and locked per user name after repeated
   wrong passwords (429 with ``Retry-After``; see :mod:`ops.sessions`); logout closes
   the session on the server, so its cookie is refused afterwards.
+
+Events are people: the exhibition role and anonymous callers get 401/403 on the
+list, the detail and the stats (they never learn an event id, so sequential ids
+cannot be enumerated); the public map and panels show aggregates only
+(:mod:`render.privacy`).
 
 Errors are JSON with an HTTP status: 400 a bad request or a transition the
 lifecycle refuses (nothing changes), 401 no known user, 403 a role that may not
@@ -47,6 +52,9 @@ from ops.events.pipeline import EventPipeline
 from ops.sessions import SignInRefused
 
 READ_ROLES = ("operator", "viewer", "exhibition")
+#: Events are people's reports (free text, names, exact places): only these roles read
+#: them. The exhibition role and anonymous callers never see an event or its id.
+DETAIL_ROLES = ("operator", "viewer")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_NOTE = 2000
@@ -139,7 +147,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         return stamp_worker(response)
 
     @api.get("", strict_slashes=False)
-    @require_role(auth, *READ_ROLES)
+    @require_role(auth, *DETAIL_ROLES)
     def list_events() -> Any:
         cell_text = request.args.get("cell")
         cell = None
@@ -160,12 +168,12 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         return paged(jsonify([e.as_dict(now) for e in page]), "events", following)
 
     @api.get("/stats")
-    @require_role(auth, *READ_ROLES)
+    @require_role(auth, *DETAIL_ROLES)
     def stats() -> Any:
         return jsonify(pipeline.stats())
 
     @api.get("/<int:event_id>")
-    @require_role(auth, *READ_ROLES)
+    @require_role(auth, *DETAIL_ROLES)
     def event_detail(event_id: int) -> Any:
         event, reports, audit = pipeline.detail(event_id)
         return jsonify({"event": event.as_dict(pipeline.now()),

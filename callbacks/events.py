@@ -211,10 +211,14 @@ def detail_view(pipeline: EventPipeline, event_id: int | None, user: User | None
 
 
 def overlay_trace(pipeline: EventPipeline, zone: ZoneInfo, language: str,
-                  bbox: Sequence[float] | None, limit: int) -> dict[str, Any]:
-    """The events overlay of the map, left to the viewport ``bbox`` when zoomed in."""
-    return events_trace(in_bbox(pipeline.store.all_events(), bbox), pipeline.now(),
-                        zone, language, limit=limit)
+                  bbox: Sequence[float] | None, limit: int, public: bool = False) -> dict[str, Any]:
+    """The events overlay of the map, left to the viewport ``bbox`` when zoomed in.
+
+    For the ``public`` audience the trace is there (so updates can patch it) but empty:
+    an event marker is a person's report at an exact place.
+    """
+    shown = [] if public else in_bbox(pipeline.store.all_events(), bbox)
+    return events_trace(shown, pipeline.now(), zone, language, limit=limit)
 
 
 # ------------------------------------------------------------------- layout
@@ -266,13 +270,16 @@ def register(app: Dash, services: Services) -> None:
         Input(ids.PANEL_TABS, "value"),
         Input(ids.LANGUAGE, "data"),
         Input(ids.QUEUE_FILTER, "data"),
+        Input(ids.SESSION_USER, "data"),
     )
-    def show_overview(_fingerprint: Any, tab: str, language: str, department: str | None
-                      ) -> tuple[Any, Any, Any]:
+    def show_overview(_fingerprint: Any, tab: str, language: str, department: str | None,
+                      _session: Any) -> tuple[Any, Any, Any]:
         if tab != "events":
             return no_update, no_update, no_update
         if services.events is None:
             return [], [], []
+        if services.audience() == "public":  # events are people: aggregates only
+            return html.P(t("events.public", language), className="cb-hint"), [], []
         return overview(services.events, department, zone, language)
 
     @app.callback(
@@ -298,7 +305,7 @@ def register(app: Dash, services: Services) -> None:
     def pick_event(_clicks: list[int], click: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         """An event clicked in a list or on the map: select it and show the Events tab."""
         event_id = picked_event(ctx.triggered_id, click)
-        if event_id is None:
+        if event_id is None or services.audience() == "public":
             return no_update, no_update, no_update
         return event_id, "events", ""
 
@@ -320,6 +327,8 @@ def register(app: Dash, services: Services) -> None:
             return no_update, no_update
         if services.events is None:
             return [], None
+        if services.audience() == "public":  # detail (free text, places) needs a viewer
+            return html.P(t("events.public", language), className="cb-hint"), None
         user = signed_in(services) if event_id is not None else None
         return detail_view(services.events, event_id, user, shown, zone, language)
 
@@ -360,6 +369,8 @@ def register(app: Dash, services: Services) -> None:
             return no_update if ctx.triggered_id == ids.OPS_FINGERPRINT else []
         if tab != "place":
             return no_update
+        if services.audience() == "public":
+            return []
         try:
             cell = from_hex(selected)
         except ValueError:

@@ -236,8 +236,11 @@ def register(app: Dash, services: Services) -> None:
             revision=revision or "city",
             moment=moment,
         )
+        # The public (anonymous, exhibition) sees suppressed counts, never people as points.
+        audience = services.audience()
+        disclosure = services.disclosure if audience == "public" else None
         structure = json.dumps([layer_id, metric, overlays, outline, view, selected, area,
-                                language, theme, revision], sort_keys=True, default=str)
+                                language, theme, revision, audience], sort_keys=True, default=str)
         ops_overlays = tuple(o for o in overlays or () if o in OPS_OVERLAYS)
 
         def extras() -> list[dict[str, Any]]:
@@ -277,7 +280,7 @@ def register(app: Dash, services: Services) -> None:
         try:
             if tick_only:
                 assert rendered is not None
-                plan = plan_hexes(data, map_view)
+                plan = plan_hexes(data, map_view, disclosure)
                 if plan.mode == "hex" and plan.grid_key() == rendered.get("grid"):
                     figure = value_patch(plan, rendered["hex_index"], layer_id, stale, theme,
                                          drawn=drawn_values(rendered.get("values")),
@@ -286,10 +289,10 @@ def register(app: Dash, services: Services) -> None:
                         figure = with_ops(figure) or figure
                 else:
                     drawn_extra = extras()
-                    figure, plan = map_figure(data, map_view, drawn_extra)
+                    figure, plan = map_figure(data, map_view, drawn_extra, disclosure)
             else:
                 drawn_extra = extras()
-                figure, plan = map_figure(data, map_view, drawn_extra)
+                figure, plan = map_figure(data, map_view, drawn_extra, disclosure)
         except KeyError:  # a metric from another layer, mid-switch: wait for the right one
             return no_update, no_update, no_update
         if isinstance(figure, dict):

@@ -83,8 +83,10 @@ def overlay_traces(services: Services, overlays: Sequence[str], language: str,
     traces: list[dict[str, Any]] = []
     if events.OVERLAY in overlays and services.events is not None:
         zone = ZoneInfo(services.config.city.timezone)
+        # Events are people at exact places: the public gets the trace, empty.
         traces.append(events.overlay_trace(services.events, zone, language, bbox,
-                                           limit=services.config.map.max_points))
+                                           limit=services.config.map.max_points,
+                                           public=services.audience() == "public"))
     if alerts.OVERLAY in overlays and services.signs is not None:
         traces.extend(alerts.overlay_traces(services.signs, language))
     return traces

@@ -32,7 +32,8 @@ def _metric_rows(section: dict[str, Any], language: str) -> list[Any]:
         unit = pick(language, metric["unit_zh"], metric["unit_en"])
         rows.append(html.Tr([
             html.Th(pick(language, metric["title_zh"], metric["title_en"])),
-            html.Td(f"{_number(metric['value'], metric['decimals'])} {unit}".strip(),
+            html.Td(metric.get("suppressed") or
+                    f"{_number(metric['value'], metric['decimals'])} {unit}".strip(),
                     className="cb-num", **{"data-metric": metric["name"]}),
         ]))
     return rows
@@ -45,8 +46,9 @@ def _breakdown(block: dict[str, Any], language: str) -> Any:
     # escapes them, so nothing a caller typed is ever interpreted as HTML.
     return html.Div(className="cb-breakdown", children=[
         html.H4(f"{role} · {t('profile.by', language, field=field)}"),
-        html.Ul([html.Li([html.Span(item["value"]), html.Span(f"{item['count']:,}",
-                                                              className="cb-num")])
+        html.Ul([html.Li([html.Span(item["value"]),
+                          html.Span(item.get("suppressed") or f"{item['count']:,}",
+                                    className="cb-num")])
                  for item in block["items"]]),
     ])
 
@@ -143,6 +145,8 @@ def register(app: Dash, services: Services) -> None:
         except ValueError:
             return html.P(t("profile.invalid", language), className="cb-warn")
         profile = cell_profile(data, cell)
+        if services.audience() == "public" and services.disclosure is not None:
+            profile = services.disclosure.profile(profile, cell=cell)
         heading = [
             html.H2(t("panel.profile", language)),
             html.P([html.Code(profile["cell"], id="profile-cell-id"),
@@ -162,13 +166,16 @@ def register(app: Dash, services: Services) -> None:
         profile = area_profile(data, area["level"], area["name"])
         if profile is None:
             return []
+        if services.audience() == "public" and services.disclosure is not None:
+            profile = services.disclosure.profile(profile, group=f"{area['level']}:{area['name']}")
         boundary = data.boundary(area["level"])
         level_title = pick(language, boundary.spec.title_zh, boundary.spec.title_en) \
             if boundary else area["level"]
         summary = html.Table(html.Tbody([
             html.Tr([html.Th(pick(language, section["title_zh"], section["title_en"])),
-                     html.Td(_number(section["metrics"][0]["value"],
-                                     section["metrics"][0]["decimals"]), className="cb-num")])
+                     html.Td(section["metrics"][0].get("suppressed") or _number(
+                         section["metrics"][0]["value"], section["metrics"][0]["decimals"]),
+                         className="cb-num")])
             for section in profile["layers"].values() if section["metrics"]
         ] + [html.Tr([html.Th(t("profile.area", language)),
                       html.Td(f"{profile['area_km2']:,.1f} km²", className="cb-num")])]),

@@ -146,6 +146,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "events.hours": ("{n} 小时", "{n} h"),
     "events.days": ("{n} 天", "{n} d"),
     "events.reports_count": ("{n} 次诉求", "{n} reports"),
+    "events.public": ("事件详情仅对已登录的查看员和操作员显示；公众只看汇总。",
+                      "Events are shown to signed-in viewers and operators; the public sees "
+                      "aggregates only."),
     "events.pick_hint": ("点击列表或地图上的事件查看详情。",
                          "Click an event in a list or on the map to see it here."),
     "audit.receive": ("接报", "received"),

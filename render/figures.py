@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from config.i18n import pick, t
 from geo.hexes import cell_ring, cells_geojson, to_hex
 from layers import DEFAULT_LAYER, LAYERS
 from layers.base import Metric
+from render.privacy import Disclosure
 from render.text import data_text, data_texts
 from render.zoom import zoom_scale
 from store.city import CityData, cells_in_view
@@ -87,17 +88,23 @@ class HexPlan:
         return f"{self.mode}:{self.res}:{len(self.grid)}:{digest}"
 
 
-def plan_hexes(data: CityData, view: MapView) -> HexPlan:
+def plan_hexes(data: CityData, view: MapView, disclosure: Disclosure | None = None) -> HexPlan:
     """Choose the resolution for the zoom, keep the viewport, respect the browser's limits.
 
     Coarse resolutions draw the whole city; fine ones only the viewport. When even
     the viewport holds more than ``max_hexes`` cells the resolution steps down
-    until it fits, and the plan says so.
+    until it fits, and the plan says so. With a ``disclosure`` (the public
+    audience), a person-level metric is never drawn as points (exact places), and its
+    suppressed cells have no value (:mod:`render.disclosure`).
     """
     settings = data.config.map
     layer = LAYERS[view.hex_layer]
     metric = data.metric(view.hex_layer, view.metric)
     scale = zoom_scale(view.zoom, settings)
+    private = disclosure is not None and disclosure.person_level(view.hex_layer, metric.role,
+                                                                 metric.source)
+    if scale.points and private:  # hexagons at most as fine as the rows' cells
+        scale = replace(scale, points=False, res=min(scale.res, settings.base_res))
     if scale.points and metric.role in layer.point_roles:
         rows = _rows_in_view(data, view.hex_layer, metric, view.bbox)
         sampled = len(rows) > settings.max_points
@@ -109,6 +116,9 @@ def plan_hexes(data: CityData, view: MapView) -> HexPlan:
         res = scale.res
         values = (data.cells(view.hex_layer, metric, res) if view.moment is None
                   else data.cells_at(view.hex_layer, metric, res, view.moment))
+        if private:
+            assert disclosure is not None
+            values, _hidden = disclosure.cells(view.hex_layer, metric, values)
         grid = pd.Index(data.footprint(res)).union(values.index)
         if not scale.whole_city:
             in_view = cells_in_view(pd.Series(0.0, index=grid), view.bbox)
@@ -326,17 +336,18 @@ def base_traces(data: CityData, theme: str) -> list[dict[str, Any]]:
     ]
 
 
-def map_figure(data: CityData, view: MapView, extra_traces: Sequence[dict[str, Any]] = ()
-               ) -> tuple[dict[str, Any], HexPlan]:
+def map_figure(data: CityData, view: MapView, extra_traces: Sequence[dict[str, Any]] = (),
+               disclosure: Disclosure | None = None) -> tuple[dict[str, Any], HexPlan]:
     """The whole map for a view, and the plan (resolution, counts, caps) behind it.
 
     ``extra_traces`` (e.g. events and alert cells, built by the caller from its own
-    state) are drawn above the overlays and below the highlights.
+    state) are drawn above the overlays and below the highlights. ``disclosure``:
+    the public audience's suppression (person-level overlays are left out).
     """
     settings = data.config.map
     colours = THEMES[view.theme]
     metric = data.metric(view.hex_layer, view.metric)
-    plan = plan_hexes(data, view)
+    plan = plan_hexes(data, view, disclosure)
     traces = base_traces(data, view.theme)
     stale = view.moment is None and data.layer_stale(view.hex_layer)
     if plan.mode == "hex":
@@ -350,6 +361,9 @@ def map_figure(data: CityData, view: MapView, extra_traces: Sequence[dict[str, A
     budget = max(1, settings.max_points // max(1, len(view.overlays)))
     for layer_id in view.overlays:
         layer = LAYERS.get(layer_id)  # other overlays (events, alerts) come as extra_traces
+        if disclosure is not None and layer is not None and layer.overlay_role \
+                and disclosure.person_level(layer_id, layer.overlay_role):
+            continue  # people as points: never for the public
         if layer is not None and layer.overlay == "points" and layer.overlay_role:
             rows = data.frame(layer_id, layer.overlay_role)
             rows = points_in_view(rows, view.bbox)

@@ -19,20 +19,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from config.city import CityConfig
     from ops.auth import Auth
     from ops.events.pipeline import EventPipeline
+    from ops.events.settings import User
     from ops.sessions import SessionGuard
     from ops.signs.service import VitalSigns
+    from render.privacy import Audience, Disclosure
     from services.dependencies import DependencyWatch
     from store.city import CityData
     from store.ingest import IngestEngine
     from store.replication import SharedLive
 
 log = logging.getLogger("citybrain")
+#: Who is asking, as privacy rules see it: nobody signed in, or a user's role.
+Role = Literal["anonymous", "exhibition", "viewer", "operator"]
+#: Roles that see details (free text, exact places, small counts); the others see aggregates.
+DETAIL_ROLES: frozenset[str] = frozenset({"viewer", "operator"})
 #: Event supervision (overdue → escalation) runs when this many *city* seconds have
 #: passed since the last run: on an accelerated clock escalation keeps up with the
 #: overdue flags (at 120x, every half wall second, after an ingest round).
@@ -116,6 +122,35 @@ class Services:
     dependencies: DependencyWatch | None = None
     #: The Flask session key (operator sign-in); None when the city has no event pipeline.
     secret_key: str | None = None
+    #: Small-cell suppression for the public audience (built by :func:`build`).
+    disclosure: Disclosure | None = None
+
+    def user(self) -> User | None:
+        """The user of the current request (bearer token or session), judged on the server."""
+        from flask import has_request_context
+
+        if self.auth is None or not has_request_context():
+            return None
+        return self.auth.user_for_request()
+
+    def role(self) -> Role:
+        """The current request's role: ``anonymous`` when nobody is signed in."""
+        user = self.user()
+        return "anonymous" if user is None else user.role
+
+    def audience(self) -> Audience:
+        """``"detail"`` for a viewer or operator, else ``"public"`` (aggregates only).
+
+        Nobody signed in is public, with or without configured users, unless the city
+        says ``[privacy] anonymous = "viewer"`` (allowed only without ``[[users]]``).
+        """
+        role = self.role()
+        if role in DETAIL_ROLES:
+            return "detail"
+        if role == "anonymous" and self.disclosure is not None \
+                and self.disclosure.settings.anonymous == "viewer":
+            return "detail"
+        return "public"
 
 
 def build(config: CityConfig, start_ingest: bool = True) -> Services:
@@ -128,8 +163,10 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     only follows. Event intake, event supervision and vital signs run after ingest
     rounds, whether or not a page is open.
     """
-    from ops.events.settings import EVENTS_SECTION
+    from config.kit import ConfigError
+    from ops.events.settings import EVENTS_SECTION, USERS_SECTION
     from ops.signs.settings import SIGNS_SECTION
+    from render.privacy import PRIVACY_SECTION, Disclosure
     from services.dependencies import DependencyWatch
     from store.city import CityData
     from store.ingest import IngestEngine
@@ -146,8 +183,12 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
         # This app's own versions: a shared cache never mixes them with another's.
         store, lineage = CityData.load(config), uuid.uuid4().hex
     engine = IngestEngine(store)
+    privacy = config.section(PRIVACY_SECTION)
+    if privacy.anonymous == "viewer" and config.section(USERS_SECTION):
+        raise ConfigError("[privacy].anonymous: \"viewer\" is only for a city without "
+                          "[[users]]; with users, sign in as a viewer instead")
     services = Services(config=config, store=store, ingest=engine, replication=shared,
-                        lineage=lineage)
+                        lineage=lineage, disclosure=Disclosure(store, privacy))
     services.dependencies = DependencyWatch(services)
     if config.section(EVENTS_SECTION) is not None:
         services.events = _start_events(store, engine, services.intake)
@@ -226,7 +267,7 @@ def _start_events(store: CityData, engine: IngestEngine, heartbeat: Heartbeat) -
     (overdue → escalation) after a round once :data:`SUPERVISE_EVERY` city seconds passed.
     """
     from ops.events.pipeline import EventPipeline
-    from ops.events.settings import EVENTS_SECTION, USERS_SECTION, User
+    from ops.events.settings import EVENTS_SECTION, USERS_SECTION
 
     settings = store.config.section(EVENTS_SECTION)
     assert settings is not None  # only started for a city with [events]
@@ -269,4 +310,4 @@ def _start_signs(store: CityData, engine: IngestEngine, heartbeat: Heartbeat) ->
     return signs
 
 
-__all__ = ["CallbackErrors", "Heartbeat", "Services", "build"]
+__all__ = ["CallbackErrors", "DETAIL_ROLES", "Heartbeat", "Role", "Services", "build"]

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import REPO, free_port, start_server, stop_server
@@ -215,19 +216,29 @@ def test_operator_moves_an_overdue_event_and_sees_the_audit_trail(
     page = watched.page
     open_app(page, ops_server)
     open_tab(page, "tab.events")
+    # Nobody signed in: events are people's reports, the public sees a hint, no event.
+    page.locator("#events-stats .cb-hint").wait_for()
+    assert page.locator(".ops-action").count() == page.locator(".ops-event").count() == 0
+    sign_in(page, "duty-officer", PASSWORDS["duty-officer"])
+    page.locator("#signed-in-as[data-role='operator']").wait_for()
     stats = api(ops_server, "/api/events/stats")
     overdue = page.locator("[data-stat='overdue']")
     overdue.wait_for()
     assert (overdue.text_content() or "").replace(",", "") == str(stats["overdue"]) != "0"
-    assert page.locator(".ops-action").count() == 0  # nobody signed in yet
-    sign_in(page, "duty-officer", PASSWORDS["duty-officer"])
-    page.locator("#signed-in-as[data-role='operator']").wait_for()
 
     # The overdue list is most overdue first; open its first event.
     first = page.locator("#events-list .ops-event").first
     event_id = int(first.get_attribute("data-event") or 0)
     assert event_id == stats["overdue_events"][0]["id"]
-    first.click()
+    # Signing in redraws the lists (and the first tick on the tab may redraw them again):
+    # a click on a button that was just replaced is lost, so click until the card opens.
+    for _ in range(3):
+        page.locator(f"#events-list .ops-event[data-event='{event_id}']").first.click()
+        try:
+            page.locator(f"#event-card[data-event='{event_id}']").wait_for(timeout=8_000)
+            break
+        except PlaywrightTimeout:
+            continue
     card(page, event=event_id, status="dispatched")
     assert page.locator("#event-card .ops-chip.ops-bad").count() == 1  # "overdue by …"
     page.fill("#event-card textarea", "crew sent <b>now</b>")

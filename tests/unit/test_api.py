@@ -90,6 +90,7 @@ def test_cell_profile_spans_all_five_layers(api) -> None:
 
 # ------------------------------------------------- one error shape, one Services object
 HALL_TOKEN = "hall-wall-token-for-tests-only"
+OFFICER_TOKEN = "duty-officer-token-for-tests-only"
 
 
 def _one_shape(response, status: int) -> dict:
@@ -132,16 +133,24 @@ def test_every_blueprint_answers_errors_as_json_in_one_shape(
     from api.errors import ApiError
 
     monkeypatch.setenv("CITYBRAIN_HALL_WALL_TOKEN", HALL_TOKEN)
+    monkeypatch.setenv("CITYBRAIN_DUTY_OFFICER_TOKEN", OFFICER_TOKEN)
     client = live_app.server.test_client()
     for cases in ERRORS_BY_BLUEPRINT.values():
         for method, url, body, status in cases:
-            headers = {} if status == 401 else {"Authorization": f"Bearer {HALL_TOKEN}"}
+            # Reading events needs a viewer or operator (privacy by role); the wall's
+            # exhibition token is what may not transition.
+            token = OFFICER_TOKEN if method == "GET" and url.startswith("/api/events") \
+                else HALL_TOKEN
+            headers = {} if status == 401 else {"Authorization": f"Bearer {token}"}
             answer = client.open(url, method=method, json=body, headers=headers)
             _one_shape(answer, status)
             if status == 401:
                 assert answer.headers["WWW-Authenticate"] == 'Bearer realm="citybrain"'
     assert _one_shape(client.get("/api/events/987654321", headers={
-        "Authorization": f"Bearer {HALL_TOKEN}"}), 404)["id"] == 987654321
+        "Authorization": f"Bearer {OFFICER_TOKEN}"}), 404)["id"] == 987654321
+    # The exhibition wall never reads an event, not even to learn that an id is unused.
+    assert _one_shape(client.get("/api/events/987654321", headers={
+        "Authorization": f"Bearer {HALL_TOKEN}"}), 403)
 
     # Every blueprint, including any added later, answers an ApiError in the one shape.
     served = blueprints(live_app.services)

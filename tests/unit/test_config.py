@@ -140,7 +140,7 @@ def test_unknown_top_level_tables_list_core_and_feature_tables(tmp_path: Path) -
         parse_config({"city": {"name": "X", "center": {"lat": 1, "lon": 2}}, "bogus": {}}, tmp_path)
     assert str(info.value) == (
         "config: unknown key(s) 'bogus'; valid keys are: boundaries, cache, city, events, "
-        "indicators, live, map, rules, signin, sources, tour, users")
+        "indicators, live, map, privacy, rules, signin, sources, tour, users")
 
 
 def _schema(*sections: Section[Any]) -> ConfigSchema:
@@ -183,9 +183,11 @@ def test_the_app_schema_lists_every_feature_section(live_config) -> None:
     from ops.events.settings import EVENTS_SECTION, USERS_SECTION
     from ops.sessions import SIGNIN_SECTION
     from ops.signs.settings import SIGNS_SECTION
+    from render.privacy import PRIVACY_SECTION
 
     schema = config_schema()
-    assert schema.sections == (EVENTS_SECTION, USERS_SECTION, SIGNIN_SECTION, SIGNS_SECTION)
+    assert schema.sections == (EVENTS_SECTION, USERS_SECTION, SIGNIN_SECTION, SIGNS_SECTION,
+                               PRIVACY_SECTION)
     assert live_config.section(EVENTS_SECTION) is not None
     assert live_config.section(SIGNS_SECTION).rules  # the live demo declares warning rules
     assert "operator" in {u.role for u in live_config.section(USERS_SECTION)}

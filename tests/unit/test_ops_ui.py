@@ -562,12 +562,14 @@ def test_queue_and_event_picks() -> None:
     assert picked_event(ids.MAP, {"points": [{"location": "8a2a1072b59ffff"}]}) is None
 
 
-def fake_services(events: Any = None, signs: Any = None, auth: Any = None) -> Any:
+def fake_services(events: Any = None, signs: Any = None, auth: Any = None,
+                  audience: str = "detail") -> Any:
     from types import SimpleNamespace
 
     config = SimpleNamespace(city=SimpleNamespace(timezone="America/New_York"),
                              map=SimpleNamespace(max_points=1000))
-    return SimpleNamespace(config=config, events=events, signs=signs, auth=auth)
+    return SimpleNamespace(config=config, events=events, signs=signs, auth=auth,
+                           audience=lambda: audience)
 
 
 def test_the_tick_fingerprint_reads_only_what_the_page_shows(pipeline: EventPipeline) -> None:
@@ -596,4 +598,8 @@ def test_overlay_traces_come_from_the_services_that_exist(pipeline: EventPipelin
     assert [t["uid"] for t in traces] == ["overlay-events"] and len(traces[0]["lat"]) == 2
     assert overlay_traces(services, ["events"], "en", bbox=(0.0, 0.0, 1.0, 1.0))[0]["lat"] == []
     assert overlay_traces(services, ["alerts"], "en") == []
+    # The public (anonymous, exhibition) gets the trace, with no event in it.
+    public = overlay_traces(fake_services(events=pipeline, audience="public"), ["events"], "en")
+    assert [t["uid"] for t in public] == ["overlay-events"]
+    assert public[0]["lat"] == public[0]["lon"] == public[0]["customdata"] == []
 
