@@ -8,9 +8,12 @@ disagree.
 
 The algorithm (the UK ONS rule for counts of people, with complementary cells):
 
-1. **Counts at every resolution.** Rows are counted at the city's base resolution;
-   a cell at a coarser resolution holds the sum of its descendants (H3 parents nest
-   exactly), and an admin unit (a *group*) the sum of its member cells.
+1. **Counts at every resolution**, as they are published: a point counts in the
+   cell ``latLngToCell`` gives it at each resolution (which is not always its base
+   cell's parent: H3 cells do not nest exactly), an admin unit (a *group*) holds the
+   sum of its member cells. The *children* of a cell are the cells one resolution
+   finer whose H3 parent it is: the relation a reader would subtract along (up to
+   the few points near cell edges, ``parent ≈ Σ children``).
 2. **Primary suppression.** Every count with ``0 < n < k`` is hidden (shown "< k").
    Zeros stay visible: an empty cell tells nothing about a person.
 3. **Secondary suppression**, repeated until nothing changes:
@@ -84,12 +87,15 @@ def _levels(base_counts: pd.Series, base_res: int, top_res: int) -> dict[int, pd
 
 
 def suppress(base_counts: pd.Series, k: int = DEFAULT_K, base_res: int = 10,
-             groups: Mapping[str, Iterable[int]] | None = None, top_res: int = 0) -> Suppression:
+             groups: Mapping[str, Iterable[int]] | None = None, top_res: int = 0,
+             levels: Mapping[int, pd.Series] | None = None) -> Suppression:
     """Which counts to hide so that none below ``k`` is shown or can be recovered.
 
     ``base_counts``: rows per cell at ``base_res`` (int64 cell index; zeros may be
-    left out). ``groups``: admin units by name → their member cells (at any one
-    resolution between ``top_res`` and ``base_res``, e.g. the boundary's base cells).
+    left out); coarser counts are its roll-up unless ``levels`` gives the published
+    counts per resolution (``top_res`` … ``base_res``). ``groups``: admin units by
+    name → their member cells (at any one resolution between ``top_res`` and
+    ``base_res``, e.g. the boundary's base cells).
 
     >>> import h3
     >>> cells = [h3.str_to_int(c) for c in h3.cell_to_children(h3.latlng_to_cell(0, 0, 7), 8)]
@@ -97,8 +103,11 @@ def suppress(base_counts: pd.Series, k: int = DEFAULT_K, base_res: int = 10,
     >>> [s.hidden(c) for c in cells]     # 3 is below k; 40 hidden so 3 = 490 - 447 fails
     [True, True, False, False, False, False, False]
     """
-    counts = base_counts[base_counts.to_numpy() > 0].astype(np.int64)
-    levels = _levels(counts, base_res, top_res)
+    if levels is None:
+        levels = _levels(base_counts[base_counts.to_numpy() > 0].astype(np.int64), base_res,
+                         top_res)
+    levels = {res: series[series.to_numpy() > 0].astype(np.int64)
+              for res, series in levels.items()}
     count: dict[int, int] = {}
     for series in levels.values():
         count.update(zip(series.index.tolist(), series.to_numpy().tolist(), strict=True))
@@ -108,6 +117,7 @@ def suppress(base_counts: pd.Series, k: int = DEFAULT_K, base_res: int = 10,
         cells = levels[res].index.to_numpy(dtype=np.int64)
         for child, parent in zip(cells.tolist(), parents(cells, res - 1).tolist(), strict=True):
             children.setdefault(parent, []).append(child)
+            count.setdefault(parent, 0)  # a parent no point falls in exactly: shown as 0
     # groups → nonzero members (counted at the members' resolution).
     members = {name: sorted({int(c) for c in cells if count.get(int(c), 0) > 0})
                for name, cells in (groups or {}).items()}

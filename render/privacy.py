@@ -130,10 +130,12 @@ class Disclosure:
         base_res = self.data.config.map.base_res
         counter = Metric(name=f"{metric.name}:people", title_zh="", title_en="", role=metric.role,
                          agg="count", where=metric.where, source=metric.source)
-        counts = self.data.cells(layer, counter, base_res)
+        # The counts as published at each resolution (each point in its exact cell there).
+        levels = {res: self.data.cells(layer, counter, res).astype(np.int64)
+                  for res in range(0, base_res + 1)}
         groups = {f"{b.spec.level}:{name}": cells["cell"].to_numpy()
                   for b in self.data.boundaries for name, cells in b.cells.groupby("name")}
-        found = suppress(counts.astype(np.int64), self.k, base_res, groups)
+        found = suppress(levels[base_res], self.k, base_res, groups, levels=levels)
         with self._lock:
             self._memo = {k: v for k, v in self._memo.items() if k[-1] == self.data.version}
             self._memo[key] = found
