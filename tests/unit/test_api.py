@@ -220,3 +220,17 @@ def test_a_failed_callback_is_counted_in_health(plain_app) -> None:
     assert client.get("/api/health").get_json()["callback_errors"] == {
         "count": 1, "last": "ValueError: boom"}
     on_callback_error(ValueError("elsewhere"))  # without an app's counter: only logged
+
+
+def test_docs_api_names_every_route(live_app) -> None:
+    """docs/api.md lists every route the app serves under /api (parameters by any name)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    documented = {re.sub(r"<[^>]+>", "<>", path)
+                  for path in re.findall(r"`(?:GET|POST) (/api/[^`?\s]*)", doc)}
+    served = {re.sub(r"<[^>]+>", "<>", rule.rule).rstrip("/")
+              for rule in live_app.server.url_map.iter_rules()
+              if rule.rule.startswith("/api/") and "<path:" not in rule.rule}
+    assert served and served <= documented, sorted(served - documented)
