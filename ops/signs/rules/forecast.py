@@ -1,4 +1,5 @@
-"""``forecast``: an indicator's forecast band crossing a limit ``within`` a horizon.
+"""``forecast``: an indicator's forecast band crossing a limit ``within`` a horizon, at a step
+where the forecast has skill (see [indicators.md](indicators.md#forecasts-that-earn-their-place)).
 
 ::
 
