@@ -5,7 +5,10 @@ background thread. It answers the way the specification's own examples do
 (the payload helpers below cite the section they follow) and it can be told to
 misbehave for fault tests: :meth:`ApiServer.fail` with ``"500"`` (an HTTP 500),
 ``"hang"`` (answer nothing for ``hang_seconds``), ``"garbage"`` (200 with a body
-that is not JSON) or ``"shape"`` (valid JSON, not the API's shape). Every request
+that is not JSON), ``"shape"`` (valid JSON, not the API's shape), ``"trickle"``
+(headers at once, then one byte of body every ``trickle_seconds``) or ``"huge"``
+(a body of ``huge_bytes``, streamed from a small buffer, with or without a
+``Content-Length``: ``huge_declared``). Every request
 is logged (path, query, headers) so tests can check what an adapter asked.
 
 Example::
@@ -27,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-Fault = Literal["500", "hang", "garbage", "shape"]
+Fault = Literal["500", "hang", "garbage", "shape", "trickle", "huge"]
 
 
 @dataclass
@@ -54,6 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.api.log.append(Logged(parts.path, query, dict(self.headers.items())))
+        if self.api.fault in ("trickle", "huge"):
+            self._stream(self.api.fault)
+            return
         reply = self.api.reply_for(parts.path, query, self.headers)
         if reply is None:  # hanging: the client gave up, or the server is stopping
             return
@@ -66,6 +72,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _stream(self, fault: str) -> None:
+        api = self.api
+        size = api.huge_bytes if fault == "huge" else 10_000
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if fault == "trickle" or api.huge_declared:
+            self.send_header("Content-Length", str(size))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            if fault == "trickle":
+                for _ in range(size):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    if api._release.wait(api.trickle_seconds):
+                        return
+            else:
+                block = b" " * 65536
+                sent = 0
+                while sent < size and not api._release.is_set():
+                    part = block[: size - sent]
+                    self.wfile.write(part)
+                    sent += len(part)
+                    api.streamed += len(part)
+        except OSError:  # the client gave up: what a refused answer looks like here
+            return
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         return None
 
@@ -77,6 +111,11 @@ class ApiServer:
         self.log: list[Logged] = []
         self.fault: Fault | None = None
         self.hang_seconds = 10.0
+        self.trickle_seconds = 3.0
+        self.huge_bytes = 300_000_000
+        self.huge_declared = True
+        #: Bytes of "huge" bodies actually sent (what the client pulled before it hung up).
+        self.streamed = 0
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

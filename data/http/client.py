@@ -1,11 +1,20 @@
 """The HTTP client every HTTP adapter shares: options, time-outs, auth, errors.
 
-:class:`HttpClient` GETs JSON from one API, always with a time-out, and turns
-every failure — connection refused, time-out, HTTP status >= 400, a body that is
-not JSON — into a :class:`~data.base.SourceError` naming the URL (never a
-secret) and the status. Paging is each protocol's own (date windows, next
-links, offsets), so it lives in the protocol modules; retrying is not an
-adapter's job (the app reads the source again on its next refresh).
+:class:`HttpClient` GETs JSON from one API and turns every failure — connection
+refused, time-out, HTTP status >= 400, a body that is not JSON, a body over the
+size cap — into a :class:`~data.base.SourceError` naming the URL (never a
+secret) and the status.
+
+``timeout`` is a deadline on the whole call, connect and body together: the body
+is streamed and the remaining time is checked (and given to the socket) before
+every read, so a server trickling a byte every few seconds cannot hold a read
+past it, as a per-read socket time-out alone would let it. ``max_body_mb`` caps
+the body: an answer that declares a larger ``Content-Length`` is refused unread,
+one that grows past it is refused at that point, never read whole.
+
+Paging is each protocol's own (date windows, next links, offsets), so it lives
+in the protocol modules; retrying is not an adapter's job
+(the app reads the source again on its next refresh).
 
 Secrets never come from the config file: ``token_env`` names the environment
 variable holding a bearer token (or, with ``api_key_param``, an API key sent as
@@ -15,7 +24,9 @@ another host a paging link points at.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +40,11 @@ if TYPE_CHECKING:
     import requests
 
 DEFAULT_TIMEOUT = 10.0
+#: The default cap on one answer's body, in MB (10^6 bytes); ``max_body_mb`` per source.
+DEFAULT_MAX_BODY_MB = 50.0
+#: Options every HTTP adapter takes (each adds its own to these).
+HTTP_OPTIONS = frozenset({"endpoint", "timeout", "token_env", "max_body_mb"})
+_CHUNK = 64 * 1024
 
 
 # ------------------------------------------------------------------ option checks
@@ -75,8 +91,11 @@ class HttpSettings:
     """Options every HTTP adapter has."""
 
     endpoint: str
+    #: Seconds for one whole call: connect, headers and body.
     timeout: float
     token_env: str | None
+    #: The most bytes one answer's body may have.
+    max_body: int = int(DEFAULT_MAX_BODY_MB * 1e6)
 
 
 def http_settings(where: str, options: Mapping[str, Any]) -> HttpSettings:
@@ -86,7 +105,16 @@ def http_settings(where: str, options: Mapping[str, Any]) -> HttpSettings:
         endpoint=_endpoint(where, options["endpoint"]),
         timeout=_positive(f"{where}.timeout", options.get("timeout", DEFAULT_TIMEOUT)),
         token_env=env_name(f"{where}.token_env", options.get("token_env"), optional=True),
+        max_body=int(_positive_mb(f"{where}.max_body_mb",
+                                  options.get("max_body_mb", DEFAULT_MAX_BODY_MB)) * 1e6),
     )
+
+
+def _positive_mb(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1e5:
+        raise ConfigError(f"{where}: expected a size in MB in (0, 100000], got {value!r} "
+                          "(e.g. max_body_mb = 50)")
+    return float(value)
 
 
 # ---------------------------------------------------------------------- the client
@@ -161,29 +189,85 @@ class HttpClient:
             else:
                 send_headers["Authorization"] = f"Bearer {token}"
         shown = self.display(url, params)
+        started = time.monotonic()
+        timeout = self.settings.timeout
         try:
+            # stream=True: headers only; the body is read below against the deadline.
             response = self._session.get(url, params=query or None, headers=send_headers,
-                                         timeout=self.settings.timeout)
+                                         timeout=(timeout, timeout), stream=True)
         except http.Timeout as exc:
-            raise SourceError(f"GET {shown}: no answer within {self.settings.timeout:g} s "
+            raise SourceError(f"GET {shown}: no answer within {timeout:g} s "
                               "(timeout)") from exc
         except http.ConnectionError as exc:
             raise SourceError(f"GET {shown}: cannot connect: {self._reason(exc)}") from exc
         except http.RequestException as exc:
             raise SourceError(f"GET {shown}: {type(exc).__name__}: "
                               f"{self.redact(str(exc))}") from exc
-        if response.status_code >= 400:
-            detail = self._detail(response)
+        try:
+            failed = response.status_code >= 400
+            # An error page is read only so far as its first words are shown.
+            raw = self._read_body(response, shown, started,
+                                  min(self.settings.max_body, 64_000) if failed else None)
+        finally:
+            response.close()
+        if failed:
+            detail = self._detail(raw)
             raise SourceError(f"GET {shown}: HTTP {response.status_code} {response.reason or ''}"
                               .rstrip() + (f": {detail}" if detail else ""))
         try:
-            body = response.json()
+            body = json.loads(raw)
         except ValueError as exc:
             kind = response.headers.get("Content-Type", "no content type")
-            snippet = " ".join(response.text[:80].split())
+            snippet = " ".join(raw[:80].decode("utf-8", "replace").split())
             raise SourceError(f"GET {shown}: the answer is not JSON ({kind}): "
                               f"{self.redact(snippet)!r}") from exc
         return body, response.headers
+
+    def _read_body(self, response: Any, shown: str, started: float,
+                   truncate_at: int | None = None) -> bytes:
+        """The body, read in chunks against the call's deadline and the size cap.
+
+        ``truncate_at``: stop quietly after that many bytes (an error page's start)
+        instead of refusing a body over the cap.
+        """
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        cap = self.settings.max_body
+        deadline = started + self.settings.timeout
+        declared = response.headers.get("Content-Length", "")
+        if truncate_at is None and declared.strip().isdigit() and int(declared) > cap:
+            raise SourceError(f"GET {shown}: the answer is {_mb(int(declared))} "
+                              f"(Content-Length), over max_body_mb = {_mb(cap, unit=False)}: "
+                              "refused unread")
+        raw = response.raw
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SourceError(f"GET {shown}: the answer took longer than "
+                                  f"{self.settings.timeout:g} s (timeout on the whole call; "
+                                  f"{size} bytes arrived)")
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(remaining)  # no single read may outlast the deadline
+            try:
+                chunk = raw.read1(_CHUNK, decode_content=True)
+            except (Urllib3Error, OSError) as exc:
+                if time.monotonic() >= deadline:
+                    continue  # said as the deadline above
+                raise SourceError(f"GET {shown}: the answer broke off after {size} bytes: "
+                                  f"{type(exc).__name__}: {self.redact(str(exc))}") from exc
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if truncate_at is not None and size >= truncate_at:
+                chunks.append(chunk)
+                return b"".join(chunks)[:truncate_at]
+            if size > cap:
+                raise SourceError(f"GET {shown}: the answer is over max_body_mb = "
+                                  f"{_mb(cap, unit=False)} ({size} bytes read, refused)")
+            chunks.append(chunk)
 
     def _reason(self, exc: Exception) -> str:
         # urllib3 wraps the socket error twice; its innermost text is the useful part
@@ -194,13 +278,13 @@ class HttpClient:
             text = text.split("): ", 1)[1]
         return self.redact(text)
 
-    def _detail(self, response: Any) -> str:
+    def _detail(self, raw: bytes) -> str:
         """The API's own words on an error: Open311 ``description``, NGSI-LD ProblemDetails
         ``title``/``detail``, FROST ``message`` — else the start of the body."""
         try:
-            body = response.json()
+            body = json.loads(raw)
         except ValueError:
-            return self.redact(" ".join(response.text[:200].split()))
+            return self.redact(" ".join(raw[:200].decode("utf-8", "replace").split()))
         if isinstance(body, list) and body and isinstance(body[0], Mapping):
             body = body[0]
         if isinstance(body, Mapping):
@@ -216,7 +300,11 @@ class HttpClient:
             self._session = None
 
 
+def _mb(size: int, unit: bool = True) -> str:
+    return f"{size / 1e6:g} MB" if unit else f"{size / 1e6:g}"
+
+
 __all__ = [
-    "DEFAULT_TIMEOUT", "HttpClient", "HttpSettings", "http_settings", "positive_span",
-    "text_option", "whole_number",
+    "DEFAULT_MAX_BODY_MB", "DEFAULT_TIMEOUT", "HTTP_OPTIONS", "HttpClient", "HttpSettings",
+    "http_settings", "positive_span", "text_option", "whole_number",
 ]

@@ -12,7 +12,14 @@ from urllib.parse import urlsplit
 from config.city import ConfigError
 from data.base import AdapterContext, Batch, SourceError
 from data.http.adapter import HttpAdapter, flatten, instant
-from data.http.client import HttpClient, HttpSettings, http_settings, text_option, whole_number
+from data.http.client import (
+    HTTP_OPTIONS,
+    HttpClient,
+    HttpSettings,
+    http_settings,
+    text_option,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from config.city import Source
@@ -52,6 +59,7 @@ def parse_ngsild_options(where: str, options: Mapping[str, Any],
         raise ConfigError(f"{where}.key_values: expected true or false, got {key_values!r}")
     return NgsiLdSettings(
         endpoint=base.endpoint, timeout=base.timeout, token_env=base.token_env,
+        max_body=base.max_body,
         entity_type=text_option(f"{where}.entity_type", options.get("entity_type")),
         # Brokers cap a page (Orion-LD: 1000) and answer 400 beyond it.
         page_size=whole_number(f"{where}.page_size", options.get("page_size", 100), 1, 1000),
@@ -80,8 +88,8 @@ class NgsiLdAdapter(HttpAdapter):
     """
 
     name = "ngsi-ld"
-    options = frozenset({"endpoint", "entity_type", "page_size", "max_pages", "tenant",
-                         "context", "key_values", "timeout", "token_env"})
+    options = HTTP_OPTIONS | {"entity_type", "page_size", "max_pages", "tenant", "context",
+                              "key_values"}
     required_options: ClassVar[frozenset[str]] = frozenset({"endpoint"})
     default_fields: ClassVar[Mapping[str, str]] = {
         "id": "id", "label": "name", "time": "time", "lat": "lat", "lon": "lon",

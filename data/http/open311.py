@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from config.city import ConfigError
 from data.base import AdapterContext, Batch, SourceError
 from data.http.adapter import HttpAdapter, flatten, instant
-from data.http.client import HttpClient, HttpSettings, http_settings, positive_span, text_option
+from data.http.client import (
+    HTTP_OPTIONS,
+    HttpClient,
+    HttpSettings,
+    http_settings,
+    positive_span,
+    text_option,
+)
 
 if TYPE_CHECKING:
     from config.city import Source
@@ -64,6 +71,7 @@ def parse_open311_options(where: str, options: Mapping[str, Any],
                           "holding the key")
     return Open311Settings(
         endpoint=base.endpoint, timeout=base.timeout, token_env=base.token_env,
+        max_body=base.max_body,
         jurisdiction_id=None if jurisdiction is None else text_option(f"{where}.jurisdiction_id",
                                                                 str(jurisdiction)),
         service_code=None if code is None else text_option(f"{where}.service_code", str(code)),
@@ -101,8 +109,8 @@ class Open311Adapter(HttpAdapter):
     """
 
     name = "open311"
-    options = frozenset({"endpoint", "jurisdiction_id", "service_code", "window", "lookback",
-                         "full_refresh", "timeout", "token_env", "api_key_param"})
+    options = HTTP_OPTIONS | {"jurisdiction_id", "service_code", "window", "lookback",
+                              "full_refresh", "api_key_param"}
     required_options: ClassVar[frozenset[str]] = frozenset({"endpoint"})
     default_fields: ClassVar[Mapping[str, str]] = {
         "id": "service_request_id", "time": "requested_datetime", "lat": "lat", "lon": "long",

@@ -11,7 +11,14 @@ from urllib.parse import urljoin
 
 from data.base import AdapterContext, Batch, SourceError
 from data.http.adapter import HttpAdapter, flatten
-from data.http.client import HttpClient, HttpSettings, http_settings, text_option, whole_number
+from data.http.client import (
+    HTTP_OPTIONS,
+    HttpClient,
+    HttpSettings,
+    http_settings,
+    text_option,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from config.city import Source
@@ -34,6 +41,7 @@ def parse_sensorthings_options(where: str, options: Mapping[str, Any],
     base = http_settings(where, options)
     return SensorThingsSettings(
         endpoint=base.endpoint, timeout=base.timeout, token_env=base.token_env,
+        max_body=base.max_body,
         things_filter=text_option(f"{where}.things_filter", options.get("things_filter")),
         page_size=whole_number(f"{where}.page_size", options.get("page_size", 100), 1, 10_000),
         max_pages=whole_number(f"{where}.max_pages", options.get("max_pages", 50)),
@@ -55,8 +63,7 @@ class SensorThingsAdapter(HttpAdapter):
     """
 
     name = "sensorthings"
-    options = frozenset({"endpoint", "things_filter", "page_size", "max_pages", "timeout",
-                         "token_env"})
+    options = HTTP_OPTIONS | {"things_filter", "page_size", "max_pages"}
     required_options: ClassVar[frozenset[str]] = frozenset({"endpoint"})
     default_fields: ClassVar[Mapping[str, str]] = {
         "id": "id", "label": "name", "time": "time", "lat": "lat", "lon": "lon",

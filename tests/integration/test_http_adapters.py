@@ -8,6 +8,7 @@ over a real HTTP connection.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,9 @@ def _now() -> datetime:
      "timeout"),
     (source_table("ngsi-ld", layer="things", endpoint="http://broker:1026", limit=10),
      "unknown key"),
+    (source_table("open311", endpoint="https://311.city.gov", max_body_mb=0), "max_body_mb"),
+    (source_table("sensorthings", layer="things", endpoint="https://sta.city.gov/v1.1",
+                  max_body_mb="50MB"), "max_body_mb"),
 ])
 def test_option_mistakes_fail_at_load(tmp_path: Path, table: dict[str, Any], message: str) -> None:
     from config.city import ConfigError
@@ -356,6 +360,47 @@ def test_faults_raise_source_error(tmp_path: Path, servers: list[ApiServer], kin
     assert f"127.0.0.1:{server.port}" in str(failure.value)
     server.fail(None)
     assert len(adapter.snapshot().frame) >= 1  # the same adapter reads again
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_trickling_answer_is_cut_at_the_deadline(tmp_path: Path, servers: list[ApiServer],
+                                                   kind: str) -> None:
+    """A byte every 0.2 s keeps each socket read alive; the deadline is on the whole call."""
+    server, table = _serve(kind, servers)
+    adapter = make_adapter(tmp_path, {**table, "timeout": 1})
+    server.trickle_seconds = 0.2
+    server.fail("trickle")
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"took longer than 1 s \(timeout on the whole call; "
+                                          r"\d+ bytes arrived\)"):
+        adapter.snapshot()
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 2.0, elapsed  # 10,000 bytes at 5/s would take 2,000 s
+    server.fail(None)
+    assert len(adapter.snapshot().frame) >= 1
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "no-length"])
+def test_a_huge_answer_is_refused_not_read_whole(tmp_path: Path, servers: list[ApiServer],
+                                                 declared: bool) -> None:
+    server, table = _serve("open311", servers)
+    adapter = make_adapter(tmp_path, {**table, "max_body_mb": 1, "timeout": 20})
+    server.huge_bytes, server.huge_declared = 300_000_000, declared
+    server.fail("huge")
+    if declared:
+        message = r"the answer is 300 MB \(Content-Length\), over max_body_mb = 1: refused unread"
+    else:
+        message = r"the answer is over max_body_mb = 1 \((\d+) bytes read, refused\)"
+    with pytest.raises(SourceError, match=message) as refused:
+        adapter.snapshot()
+    if not declared:
+        read = int(str(refused.value).rsplit("(", 1)[1].split()[0])
+        assert 1_000_000 < read <= 1_000_000 + 64 * 1024
+    # What the server got rid of before the client hung up: socket buffers, not 300 MB.
+    time.sleep(0.2)
+    assert server.streamed < 30_000_000, server.streamed
+    server.fail(None)
+    assert len(adapter.snapshot().frame) >= 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
