@@ -4,6 +4,8 @@
 down or any dependency is not ``ok`` (``degraded``). ``dependencies`` names each
 one (Redis, PostgreSQL, brokers, sources, event intake, alert evaluation) with its
 state, since when and why (:mod:`services.dependencies`); ``down`` lists those not ok.
+Each source counts its rejected rows by reason; ``GET /api/dead-letters?source=``
+(operators) shows the newest rejected rows and messages with their raw values.
 Every ``/api`` answer names the worker process that gave it
 (``X-Citybrain-Worker``), so operators and tests can tell gunicorn workers apart.
 """
@@ -14,9 +16,10 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from api.errors import install
+from api.auth import require_role
+from api.errors import ApiError, install
 from layers import LAYERS
 from services.dependencies import DependencyWatch
 from store.city import CityData
@@ -84,6 +87,20 @@ def create_health_blueprint(services: Services) -> Blueprint:
         return jsonify(health_document(
             services.store, services.callback_errors.as_dict(), services.ingest.running,
             None if shared is None else shared.status(), watch.report()))
+
+    @api.get("/dead-letters")
+    @require_role(services.auth, "operator")
+    def dead_letters() -> Any:
+        """The newest rejected rows and messages per source (operators only: raw values)."""
+        wanted = request.args.get("source")
+        sources = services.store.health
+        if wanted is not None and wanted not in sources:
+            raise ApiError(404, f"unknown source {wanted!r}; sources are: "
+                           + ", ".join(sources))
+        return jsonify({"sources": [
+            {"name": h.name, "rejected_by_reason": dict(sorted(h.rejected.items())),
+             "dead_letters": [d.as_dict() for d in reversed(h.dead_letters)]}
+            for h in sources.values() if wanted in (None, h.name)]})
 
     return api
 

@@ -40,6 +40,7 @@ from config.kit import (
     table_name,
     unique_names,
 )
+from config.plausible import PlausibleTimes, parse_plausible
 from config.sections import ConfigSchema, LayerSpec, Section, SectionContext
 from config.tour import TOUR_KEYS, TourStep, parse_tour
 from geo.crs import UnknownCRSError, check_crs
@@ -166,6 +167,8 @@ class LiveSettings:
     #: Rows the history writer holds while PostgreSQL is unreachable; more are dropped
     #: (and counted in /api/health).
     history_backlog: int = 500_000
+    #: Row times outside this range are rejected as implausible (see config.plausible).
+    plausible_times: PlausibleTimes = field(default_factory=PlausibleTimes)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class Source:
     #: For observations (a role with an ``entity`` field): the source whose rows are
     #: the entities (devices, stations) the observations' ``entity`` ids name.
     entity_source: str | None = None
+    #: Times outside this range reject the row (None: [live] plausible_times).
+    plausible_times: PlausibleTimes | None = None
 
     def path(self, key: str = "path") -> Path:
         """An option naming a file, resolved against the config file's folder."""
@@ -264,12 +269,12 @@ BOUNDARY_KEYS = frozenset({
 SOURCE_COMMON_KEYS = frozenset({
     "name", "layer", "role", "adapter", "title_zh", "title_en", "crs", "where", "attribution",
     "simulated", "stale_after", "window", "max_rows", "watermark", "events",
-    "entity_source",
+    "entity_source", "plausible_times",
 })
 LIVE_KEYS = frozenset({
     "speed", "start", "refresh", "ingest_interval", "reload", "window", "history", "max_rows",
     "stale_after", "shared", "history_store", "history_dsn_env", "history_table",
-    "history_retention", "history_backlog",
+    "history_retention", "history_backlog", "plausible_times",
 })
 SHARED_MODES = ("auto", "off", "redis")
 HISTORY_STORES = ("memory", "postgresql")
@@ -386,6 +391,8 @@ def _parse_live(table: Mapping[str, Any], timezone: str) -> LiveSettings:
                                              table.get("history_retention", d.history_retention)),
         history_backlog=int(number(f"{where}.history_backlog",
                                     table.get("history_backlog", d.history_backlog), 1)),
+        plausible_times=parse_plausible(f"{where}.plausible_times", table["plausible_times"])
+        if "plausible_times" in table else d.plausible_times,
     )
 
 
@@ -467,6 +474,8 @@ def _parse_source(index: int, table: Mapping[str, Any], base_dir: Path,
         events=events,
         entity_source=None if table.get("entity_source") is None
         else str(table["entity_source"]),
+        plausible_times=parse_plausible(f"{where}.plausible_times", table["plausible_times"])
+        if "plausible_times" in table else None,
     )
 
 

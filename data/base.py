@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from config.clock import CityClock
+from config.plausible import PlausibleTimes
+from data.validate import DeadLetter, dead_letter, parse_times, read_times, to_numbers
 from geo.crs import to_wgs84
 from geo.exact import cell_column, index_exact
 from geo.hexes import index_points, parents
@@ -68,6 +70,8 @@ class AdapterContext:
     timezone: str = "UTC"
     #: The city clock; replays and simulators run on it (see config.clock).
     clock: CityClock = field(default_factory=CityClock)
+    #: Row times outside this range are rejected (a source's own range wins).
+    plausible_times: PlausibleTimes = field(default_factory=PlausibleTimes)
 
 
 @dataclass
@@ -84,6 +88,12 @@ class Batch:
     replace: bool = True
     cursor: Any = None
     warnings: tuple[str, ...] = ()
+    #: The last rejected rows of this read with their reason and raw value (bounded).
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+#: Dead letters one read keeps (the counts by reason cover every rejection).
+DEAD_LETTERS_PER_BATCH = 100
 
 
 class AdapterBase:
@@ -173,49 +183,6 @@ def _blank(series: pd.Series) -> pd.Series:
     """True where a raw value is missing: null, NaN or an empty/whitespace string."""
     as_text = series.astype("string")
     return series.isna() | as_text.str.strip().fillna("").eq("")
-
-
-def parse_times(raw: pd.Series, timezone: str) -> pd.Series:
-    """Parse timestamps to UTC; naive values are read in the city's time zone.
-
-    Unparseable values become NaT; the caller decides whether that rejects the row.
-    """
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    elif pd.api.types.is_numeric_dtype(raw):
-        # Epoch numbers: milliseconds when too large to be seconds.
-        numbers = pd.to_numeric(raw, errors="coerce")
-        unit = "ms" if numbers.abs().max(skipna=True) > 1e11 else "s"
-        return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
-    else:
-        text = raw.astype("string").str.strip()
-        digits = text.dropna()
-        if len(digits) and digits.str.fullmatch(r"\d{9,13}(?:\.\d+)?").all():
-            # Epoch seconds or milliseconds that arrived as text (CSV).
-            return parse_times(pd.to_numeric(text, errors="coerce"), timezone)
-        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
-        if has_offset.any() and not has_offset.all():
-            # Some values carry an offset, some do not: each kind parsed on its own terms
-            # (pandas refuses one column with mixed offsets and naive values).
-            aware = pd.to_datetime(text.where(has_offset), errors="coerce", format="mixed",
-                                   utc=True)
-            naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format="mixed")
-            naive = naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool),
-                                         nonexistent="shift_forward")
-            return aware.where(has_offset, naive.dt.tz_convert("UTC")).astype(
-                "datetime64[ns, UTC]")
-        try:
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
-        except ValueError:  # pandas >= 3 refuses mixed offsets instead of returning objects
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-        if parsed.dtype == object:  # pandas < 3: mixed offsets came back as objects
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-    if getattr(parsed.dt, "tz", None) is None:
-        # The hour that repeats when daylight saving ends is read as its first (DST)
-        # occurrence rather than refused; a clock that skips forward moves forward.
-        ambiguous = np.ones(len(parsed), dtype=bool)
-        parsed = parsed.dt.tz_localize(timezone, ambiguous=ambiguous, nonexistent="shift_forward")
-    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
 def _missing_columns(raw: pd.DataFrame, mapping: Mapping[str, str], needed: tuple[str, ...]) -> None:
@@ -329,8 +296,9 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
         blank = _blank(raw[lat_col]) | _blank(raw[lon_col])
         unplaced = blank.to_numpy(dtype=bool) if located_by_entity else np.zeros(n, dtype=bool)
         reject(blank & ~unplaced, "missing coordinates")
-        xs = pd.to_numeric(raw[lon_col], errors="coerce").to_numpy(dtype=float)
-        ys = pd.to_numeric(raw[lat_col], errors="coerce").to_numpy(dtype=float)
+        xs, x_wrong = to_numbers(raw[lon_col])
+        ys, y_wrong = to_numbers(raw[lat_col])
+        reject(x_wrong | y_wrong, "coordinates not numbers")
         reject((np.isnan(xs) | np.isnan(ys)) & ~unplaced, "unparseable coordinates")
     if has_geometry:
         unplaced = np.zeros(n, dtype=bool)
@@ -344,11 +312,15 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
                 | ~np.isfinite(lon)) & ~unplaced, "coordinates out of range")
     reject((np.abs(lat) < 1e-9) & (np.abs(lon) < 1e-9), "coordinates at (0, 0)")
 
+    plausible = (source.plausible_times or context.plausible_times).bounds(context.clock.now())
     if "time" in fields:
-        time = parse_times(raw[fields["time"]], context.timezone)
+        time, beyond = read_times(raw[fields["time"]], context.timezone)
         blank_time = _blank(raw[fields["time"]])
         reject(blank_time, "missing time")
+        implausible = beyond | (time.notna() & ((time < plausible[0]) | (time > plausible[1])))
+        reject(implausible, "implausible time")
         reject(time.isna() & ~blank_time, "unparseable time")
+        time = time.where(~implausible)
     else:
         time = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
 
@@ -381,7 +353,9 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
             continue
         values = raw[column]
         if attr.kind == "float":
-            out[attr.name] = pd.to_numeric(values, errors="coerce")
+            numbers, wrong = to_numbers(values)
+            reject(wrong, f"{attr.name} not a number")
+            out[attr.name] = pd.Series(numbers, index=raw.index)
         elif attr.kind == "time":
             parsed = parse_times(values, context.timezone)
             reject(parsed.isna() & ~_blank(values), f"unparseable {attr.name}")
@@ -394,12 +368,14 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
 
     if "weight" in fields:
         # How many records the row stands for (data aggregated elsewhere); counts sum it.
-        weight = pd.to_numeric(raw[fields["weight"]], errors="coerce")
-        reject(weight.isna() | (weight < 0), "unparseable weight")
+        numbers, wrong = to_numbers(raw[fields["weight"]])
+        weight = pd.Series(numbers, index=raw.index)
+        reject(wrong | weight.isna() | (weight < 0) | ~np.isfinite(numbers), "unparseable weight")
         out["weight"] = weight.astype(float)
 
     keep = reason.isna().to_numpy()
     rejected.update(reason[~keep].value_counts().to_dict())
+    dead = dead_letters(raw, reason)
     out = out.loc[keep]
     duplicated = out["id"].duplicated(keep="last").to_numpy()
     if duplicated.any():
@@ -425,7 +401,15 @@ def _normalise_points(raw: pd.DataFrame, source: Source, role: Role,
         out = role.derive(out)
     if rejected:
         log.info("source %s: rejected %s", source.name, dict(rejected))
-    return Batch(frame=out, rejected=rejected, replace=True, warnings=tuple(warnings))
+    return Batch(frame=out, rejected=rejected, replace=True, warnings=tuple(warnings),
+                 dead_letters=dead)
+
+
+def dead_letters(raw: pd.DataFrame, reason: pd.Series) -> list[DeadLetter]:
+    """The last :data:`DEAD_LETTERS_PER_BATCH` rejected rows, each as its raw column values."""
+    failed = np.flatnonzero(reason.notna().to_numpy())[-DEAD_LETTERS_PER_BATCH:]
+    columns = [str(c) for c in raw.columns if not str(c).startswith("_")]
+    return [dead_letter(str(reason.iloc[i]), {c: raw.iloc[i][c] for c in columns}) for i in failed]
 
 
 def _normalise_areas(raw: pd.DataFrame, source: Source, role: Role,

@@ -50,6 +50,7 @@ class CityData:
                                anchored=config.live.start is not None)
         self.context = AdapterContext(base_res=config.map.base_res, timezone=config.city.timezone,
                                       clock=self.clock,
+                                      plausible_times=config.live.plausible_times,
                                       resolutions=config.map.served_resolutions)
         self.cache_dir = _cache_dir(config)
         # One per city: a shape shared by a boundary level and a land source is intersected once.
@@ -195,6 +196,9 @@ class CityData:
                     else len(self._frames[source.name])
             self._cursors[source.name] = batch.cursor
             health.warnings = batch.warnings
+            if batch.replace:  # a whole new state: its rejections replace the last ones
+                health.dead_letters.clear()
+            health.dead_letters.extend(batch.dead_letters)
             health.last_read = now
             health.last_error = None
             if len(frame) or (batch.replace and live is None):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from config.clock import iso
+from data.validate import DeadLetter
+
+#: Dead letters kept per source (the newest; counts by reason cover every rejection).
+DEAD_LETTERS_KEPT = 200
 
 
 @dataclass
@@ -27,6 +31,9 @@ class SourceHealth:
     last_data: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    #: The newest rejected rows and messages, with their reason and raw value.
+    dead_letters: deque[DeadLetter] = field(
+        default_factory=lambda: deque(maxlen=DEAD_LETTERS_KEPT))
 
     def is_stale(self, now: datetime | None = None) -> bool:
         """Stale when the last read failed, or no data arrived within ``stale_after``."""
@@ -46,6 +53,7 @@ class SourceHealth:
             "rows_rejected": int(sum(self.rejected.values())),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "warnings": list(self.warnings),
+            "dead_letters_kept": len(self.dead_letters),
             "last_read": iso(self.last_read, "seconds"), "last_data": iso(self.last_data, "seconds"),
             "last_error": self.last_error, "last_error_at": iso(self.last_error_at, "seconds"),
             "stale": self.is_stale(),

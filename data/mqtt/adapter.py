@@ -18,8 +18,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pandas as pd
 
 from config.city import ConfigError
-from data.base import AdapterBase, AdapterContext, Batch, SourceError, empty_frame, normalise
+from data.base import (
+    DEAD_LETTERS_PER_BATCH,
+    AdapterBase,
+    AdapterContext,
+    Batch,
+    SourceError,
+    empty_frame,
+    normalise,
+)
 from data.mqtt.settings import MqttSettings, default_client_id
+from data.validate import DeadLetter, dead_letter
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -129,6 +138,9 @@ class MqttAdapter(AdapterBase):
         self._delivered = 0  # sequence number up to which the caller holds the rows
         self._handed_out = 0  # the last cursor returned by a read
         self._rejected_total: Counter[str] = Counter()
+        # Messages refused before they became rows, kept until the next read hands them out.
+        self._dead: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_PER_BATCH)
+        self._handed_dead: list[DeadLetter] = []
         # Rejection totals as they were when each cursor was handed out, so that a
         # read reports exactly the rejections that happened after its ``since``.
         self._totals_at: dict[int, Counter[str]] = {0: Counter()}
@@ -285,24 +297,26 @@ class MqttAdapter(AdapterBase):
         except Exception:  # a bug here must cost one message, counted, not the thread
             log.exception("source %s: cannot handle a message on %s", self.source.name,
                           message.topic)
-            self._count_rejected("unreadable message")
+            self._count_rejected("unreadable message", raw=message.payload)
 
     def _take(self, topic: str, payload: bytes | bytearray) -> None:
         if len(payload) > self.settings.max_payload:
-            self._count_rejected("oversized payload")
+            self._count_rejected("oversized payload", raw=bytes(payload[:200]))
             return
         try:
+            # JSON is UTF-8 (RFC 8259); Latin-1 bytes are refused, never turned into U+FFFD.
             document = json.loads(payload.decode("utf-8"))
         except UnicodeDecodeError:
-            self._count_rejected("wrong encoding")
+            self._count_rejected("wrong encoding", raw=bytes(payload))
             return
-        except ValueError:
-            self._count_rejected("not JSON")
+        except (ValueError, RecursionError):
+            self._count_rejected("not JSON", raw=bytes(payload))
             return
         items = document if isinstance(document, list) else [document]
         objects = [item for item in items if isinstance(item, dict)]
         if len(objects) < len(items):
-            self._count_rejected("not a JSON object", len(items) - len(objects))
+            self._count_rejected("not a JSON object", len(items) - len(objects),
+                                 raw=[item for item in items if not isinstance(item, dict)][-1])
         if objects:
             segment = topic.rsplit("/", 1)[-1]
             self._append([self._flatten(obj, segment) for obj in objects])
@@ -318,10 +332,11 @@ class MqttAdapter(AdapterBase):
             record[self.topic_column] = topic_segment
         return record
 
-    def _count_rejected(self, reason: str, n: int = 1) -> None:
+    def _count_rejected(self, reason: str, n: int = 1, raw: Any = None) -> None:
         with self._lock:
             self._seq += 1
             self._rejected_total[reason] += n
+            self._dead.append(dead_letter(reason, raw))
 
     def _append(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -364,6 +379,8 @@ class MqttAdapter(AdapterBase):
                 self._totals_at = {k: v for k, v in self._totals_at.items() if k >= since}
             records = [record for _, record in self._records]
             rejected = self._rejected_total - base
+            self._handed_dead = list(self._dead)
+            self._dead.clear()
             cursor = self._seq
             self._handed_out = cursor
             self._totals_at.setdefault(self._delivered, base)
@@ -376,15 +393,45 @@ class MqttAdapter(AdapterBase):
 
     def _batch(self, records: list[dict[str, Any]], rejected: Counter[str], cursor: int,
                replace: bool) -> Batch:
-        if records:
-            raw = pd.DataFrame.from_records(records, columns=list(self.columns))
-            batch = normalise(raw, self._mapped, self.role, self.context)
-        else:
-            batch = Batch(frame=empty_frame(self.role))
+        batch = self._normalise_records(records) if records else Batch(frame=empty_frame(self.role))
         batch.rejected.update(rejected)
+        batch.dead_letters[:0] = self._handed_dead
+        self._handed_dead = []
         batch.replace = replace
         batch.cursor = cursor
         return batch
+
+    def _normalise_records(self, records: list[dict[str, Any]]) -> Batch:
+        """Normalise the buffered rows; never raises, so the cursor always moves on.
+
+        Should the batch fail as a whole (a bug, or a value no check foresaw), each row
+        is normalised alone and the ones that still fail are dead letters: one bad
+        message can neither stop the source nor take good rows down with it.
+        """
+        raw = pd.DataFrame.from_records(records, columns=list(self.columns))
+        try:
+            return normalise(raw, self._mapped, self.role, self.context)
+        except SourceError:
+            raise
+        except Exception:
+            log.exception("source %s: a batch failed to normalise; retrying row by row",
+                          self.source.name)
+        frames, merged = [], Batch(frame=empty_frame(self.role))
+        for i, record in enumerate(records):
+            try:
+                one = normalise(raw.iloc[[i]], self._mapped, self.role, self.context)
+            except Exception as exc:
+                reason = f"unreadable row ({type(exc).__name__})"
+                merged.rejected[reason] += 1
+                merged.dead_letters.append(dead_letter(reason, record))
+                continue
+            frames.append(one.frame)
+            merged.rejected.update(one.rejected)
+            merged.dead_letters.extend(one.dead_letters)
+        if frames:
+            merged.frame = pd.concat(frames, ignore_index=True).drop_duplicates(
+                "id", keep="last", ignore_index=True)
+        return merged
 
     def snapshot(self) -> Batch:
         """Every row received and not yet delivered (all of them, until ``updates`` is used).

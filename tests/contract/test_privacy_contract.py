@@ -402,6 +402,9 @@ READERS = {"anonymous": 401, "exhibition": 403, "viewer": 200, "operator": 200}
 #: Every /api route of the app (Flask rule → what each role gets).
 ROUTES: dict[str, Route] = {
     "/api/health": Route("GET", lambda c: "/api/health", ALL_OK),
+    "/api/dead-letters": Route("GET", lambda c: "/api/dead-letters",
+                               {"anonymous": 401, "exhibition": 403, "viewer": 403,
+                                "operator": 200}),
     "/api/layers": Route("GET", lambda c: "/api/layers", ALL_OK),
     "/api/layers/<layer_id>/cells": Route(
         "GET", lambda c: "/api/layers/government/cells?res=9", ALL_OK),
