@@ -116,9 +116,10 @@ def plan_hexes(data: CityData, view: MapView, disclosure: Disclosure | None = No
         res = scale.res
         values = (data.cells(view.hex_layer, metric, res) if view.moment is None
                   else data.cells_at(view.hex_layer, metric, res, view.moment))
+        hidden = pd.Index([], dtype=np.int64)
         if private:
             assert disclosure is not None
-            values, _hidden = disclosure.cells(view.hex_layer, metric, values)
+            values, hidden = disclosure.cells(view.hex_layer, metric, values)
         grid = pd.Index(data.footprint(res)).union(values.index)
         if not scale.whole_city:
             in_view = cells_in_view(pd.Series(0.0, index=grid), view.bbox)
@@ -129,7 +130,9 @@ def plan_hexes(data: CityData, view: MapView, disclosure: Disclosure | None = No
         scale = scale.coarser()
         capped = True
     # A drawn cell without a value shows the aggregation's empty value (0 or none).
-    z = values.reindex(grid, fill_value=metric.aggregation.empty).to_numpy(dtype=float)
+    z = values.reindex(grid, fill_value=metric.aggregation.empty).to_numpy(dtype=float, copy=True)
+    if len(hidden):
+        z[np.isin(grid, hidden.to_numpy())] = np.nan  # suppressed: no value, never a 0
     # Values at the metric's own precision (residents as whole people): more digits
     # are noise that gzip cannot squeeze, and every tick resends them.
     decimals = metric.decimals

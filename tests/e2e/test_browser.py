@@ -169,8 +169,14 @@ def test_every_layer_draws_what_the_api_serves(app_page: WatchedPage, live_serve
         hexes = app_page.hexes()
         served = get_json(live_server, f"/api/layers/{layer_id}/cells?res={res}"
                                        f"&metric={layers[layer_id]['default_metric']}")
+        # Person-level counts below k (the demo's 311 requests) are suppressed for the
+        # public: null with "< 10" in the API, no value on the map.
+        hidden = [c for c in served if c["value"] is None]
+        assert all(c["suppressed"] == "< 10" for c in hidden)
+        served = [c for c in served if c["value"] is not None]
         assert count == len(served) > 0, layer_id
         drawn = dict(zip(hexes["locations"], hexes["z"], strict=True))
+        assert all(drawn.get(c["cell"]) is None for c in hidden), layer_id
         missing = {c["cell"] for c in served} - set(drawn)
         assert missing == set(), f"{layer_id}: {len(missing)} API cells not drawn"
         # The map draws z at the metric's precision (whole numbers for the default

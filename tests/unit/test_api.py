@@ -30,12 +30,33 @@ def test_layers_lists_the_five_with_default_metrics(api) -> None:
     assert all(layer["title_zh"] and layer["title_en"] for layer in body)
 
 
+OFFICER = {"Authorization": "Bearer duty-officer-token-for-tests-only"}
+
+
+@pytest.fixture()
+def officer(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Headers of the demo's operator: 311 requests and taxi pickups are person-level in
+    the demo ([privacy]), so only a viewer or operator reads their small counts."""
+    monkeypatch.setenv("CITYBRAIN_DUTY_OFFICER_TOKEN", "duty-officer-token-for-tests-only")
+    return OFFICER
+
+
+@pytest.mark.parametrize("audience", ["detail", "public"])
 @pytest.mark.parametrize("layer", list(LAYERS))
-def test_cells_equal_what_the_map_draws(api, demo_data, layer: str) -> None:
-    rows = api.get(f"/api/layers/{layer}/cells?res=8").get_json()
+def test_cells_equal_what_the_map_draws(api, demo_app, demo_data, officer, layer: str,
+                                        audience: str) -> None:
+    public = audience == "public"
+    rows = api.get(f"/api/layers/{layer}/cells?res=8",
+                   headers={} if public else officer).get_json()
     assert rows and all({"cell", "value"} <= set(r) for r in rows)
+    if public:  # suppressed cells: no value on the map, null and "< 10" in the API
+        hidden = {r["cell"] for r in rows if r["value"] is None}
+        assert all(r["suppressed"] == "< 10" for r in rows if r["cell"] in hidden)
+        assert bool(hidden) == (layer == "government")  # 311 requests: person-level
+        rows = [r for r in rows if r["cell"] not in hidden]
     figure, plan = map_figure(demo_data, MapView(hex_layer=layer, zoom=10.0,
-                                                 center=(40.7, -74.0)))
+                                                 center=(40.7, -74.0)),
+                              disclosure=demo_app.services.disclosure if public else None)
     hexes = next(t for t in figure["data"] if t["uid"] == "hexes")
     # The map draws the city's whole grid; cells without data carry 0 (counts).
     drawn = dict(zip(hexes["locations"], hexes["z"], strict=True))
@@ -48,8 +69,8 @@ def test_cells_equal_what_the_map_draws(api, demo_data, layer: str) -> None:
         assert (z or 0.0) == pytest.approx(api_values.get(cell, 0.0), abs=0.5 * 10 ** -decimals)
 
 
-def test_cells_metric_and_resolution(api) -> None:
-    body = api.get("/api/layers/government/cells?res=7&metric=open").get_json()
+def test_cells_metric_and_resolution(api, officer) -> None:
+    body = api.get("/api/layers/government/cells?res=7&metric=open", headers=officer).get_json()
     assert sum(r["value"] for r in body) == 1612
     assert all(h3.get_resolution(r["cell"]) == 7 for r in body)
     people = api.get("/api/layers/people/cells?res=10").get_json()
