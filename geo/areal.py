@@ -32,7 +32,8 @@ from pyproj import CRS
 log = logging.getLogger(__name__)
 
 #: Bump when the algorithm changes, so cached results are recomputed.
-ALGORITHM_VERSION = "overlap-v3"  # v3: cached per geometry set; v2: exact cell outlines
+ALGORITHM_VERSION = "overlap-v4"  # v4: each touching cell once; v3: cached per geometry set;
+#: v2: exact cell outlines
 
 
 def equal_area_crs(geoms: gpd.GeoSeries) -> CRS:
@@ -44,7 +45,10 @@ def equal_area_crs(geoms: gpd.GeoSeries) -> CRS:
 
 def _cells_of(geom: shapely.Geometry, res: int, contain: str) -> list[int]:
     shape = h3.geo_to_h3shape(geom)
-    return [h3.str_to_int(c) for c in h3.h3shape_to_cells_experimental(shape, res, contain=contain)]
+    found = h3.h3shape_to_cells_experimental(shape, res, contain=contain)
+    # Each once: the experimental fill can list a cell several times (seen at res 7 on
+    # NYC tracts), which would weight that cell's overlap several times in the shares.
+    return [h3.str_to_int(c) for c in dict.fromkeys(found)]
 
 
 def cell_polygons(cells: np.ndarray) -> np.ndarray:

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from config.city import CityConfig
 from geo.exact import cells_of_rows
 from geo.hexes import cell_area_km2, cell_center, cell_resolution, to_hex
 from layers import LAYERS, population_metric
 from layers.aggregate import aggregate_place
-from layers.base import Layer, Selector
+from layers.base import Layer, PlaceRows, Selector
 from store.boundaries import BoundaryLevel
 from store.city import CityData
 
@@ -72,7 +73,23 @@ def owner_selector(boundary: BoundaryLevel, name: str) -> Selector:
     return select
 
 
-def _metric_values(data: CityData, layer: Layer, select: Selector, area_km2: float,
+class RowsAt:
+    """The city's rows as one resolution sees them: area roles apportioned at ``res``.
+
+    A coarse cell's residents are the tracts' shares of that hexagon, not the sum of
+    its res-10 descendants (an H3 parent does not cover its children).
+    """
+
+    def __init__(self, data: CityData, res: int) -> None:
+        self.data = data
+        self.res = res
+        self.config: CityConfig = data.config
+
+    def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame:
+        return self.data.frame(layer, role, source, self.res)
+
+
+def _metric_values(data: PlaceRows, layer: Layer, select: Selector, area_km2: float,
                    owners: Selector | None = None) -> list[dict[str, Any]]:
     out = []
     for metric in layer.metrics(data.config.sources):
@@ -94,21 +111,23 @@ def _metric_values(data: CityData, layer: Layer, select: Selector, area_km2: flo
 
 
 def place_profile(data: CityData, select: Selector, lat: float, lon: float,
-                  area_km2: float = float("nan"),
+                  area_km2: float = float("nan"), res: int | None = None,
                   owners: Selector | None = None) -> dict[str, Any]:
     """Every layer's metrics, breakdowns and extras over the rows ``select`` keeps.
 
+    With ``res`` (a cell's profile) area roles are read apportioned at that resolution.
     ``owners`` (for a place made of whole areas, see :func:`owner_selector`) selects
     the area rows that metrics counting whole units (``nunique``) count instead.
     """
+    rows: PlaceRows = data if res is None else RowsAt(data, res)
     layers = {}
     for layer in LAYERS.values():
         section: dict[str, Any] = {
             "title_zh": layer.title_zh, "title_en": layer.title_en, "symbol": layer.symbol,
             "stale": data.layer_stale(layer.id),
-            "metrics": _metric_values(data, layer, select, area_km2, owners),
-            "breakdowns": layer.breakdowns(data, select),
-            **layer.profile_extras(data, select, lat, lon),
+            "metrics": _metric_values(rows, layer, select, area_km2, owners),
+            "breakdowns": layer.breakdowns(rows, select),
+            **layer.profile_extras(rows, select, lat, lon),
         }
         layers[layer.id] = section
     return {"layers": layers}
@@ -129,7 +148,7 @@ def cell_profile(data: CityData, cell: int) -> dict[str, Any]:
     lat, lon = cell_center(cell)
     res = cell_resolution(cell)
     area = float(cell_area_km2([cell])[0])
-    profile = place_profile(data, cell_selector(cell), lat, lon, area)
+    profile = place_profile(data, cell_selector(cell), lat, lon, area, res)
     residents = _residents(profile)
     return {
         "cell": to_hex(cell), "res": res,

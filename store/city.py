@@ -1,9 +1,11 @@
 """fetch → normalise → H3 aggregate: the city's data, as pure steps over frames.
 
 :class:`CityData` holds, per layer and role, the normalised rows of all of that
-role's sources (point roles) or the areas apportioned onto base-resolution cells
-(area roles), plus the admin boundaries used for drill-down. Aggregating to any
-coarser resolution is a group-by over vectorised parents (:func:`aggregate`).
+role's sources (point roles) or the areas apportioned onto cells (area roles),
+plus the admin boundaries used for drill-down. Points carry their exact cell at
+every served resolution; areas are apportioned by area of overlap at each served
+resolution (not rolled up from the base cells: an H3 parent does not cover its
+children), so every resolution is area-weighted (:meth:`CityData.frame` with ``res``).
 
 A source that fails to load never takes the app down: its error is recorded in
 its :class:`~store.health.SourceHealth`, its layer keeps whatever it last had, and
@@ -61,6 +63,8 @@ class CityData:
         }
         self._frames: dict[str, pd.DataFrame] = {}  # by source name
         self._areas: dict[str, gpd.GeoDataFrame] = {}  # area sources' polygons
+        # Area sources apportioned at each resolution other than the base one.
+        self._area_rows: dict[str, dict[int, pd.DataFrame]] = {}
         self._adapters: dict[str, Adapter] = {}
         self._cursors: dict[str, Any] = {}
         self._lock = threading.RLock()
@@ -165,8 +169,12 @@ class CityData:
             frame, unknown = locate(frame, self.frame(entities.layer, entities.role,
                                                       entities.name))
             rejected.update(unknown)
+        by_res: dict[int, pd.DataFrame] = {}
         if role.geometry == "area" and len(frame):
             self._areas[source.name] = frame
+            by_res = {res: apportion(frame, res, self.overlap_cache)
+                      for res in self.config.map.served_resolutions
+                      if res != self.config.map.base_res}
             frame = apportion(frame, self.config.map.base_res, self.overlap_cache)
         with self._lock:
             if batch.replace:
@@ -188,9 +196,14 @@ class CityData:
                 expired_only = not len(frame) and not delta.empty
             elif batch.replace or source.name not in self._frames:
                 self._frames[source.name] = frame
+                self._area_rows[source.name] = by_res
             elif len(frame):
                 self._frames[source.name] = pd.concat([self._frames[source.name], frame],
                                                       ignore_index=True)
+                known = self._area_rows.setdefault(source.name, {})
+                for res, rows in by_res.items():
+                    known[res] = rows if res not in known else \
+                        pd.concat([known[res], rows], ignore_index=True)
             if live is None:
                 health.rows_loaded = len(self._areas[source.name]) if source.name in self._areas \
                     else len(self._frames[source.name])
@@ -229,13 +242,21 @@ class CityData:
         return load_boundary(spec, self.config.map.base_res, self.overlap_cache)
 
     # ------------------------------------------------------------------ access
-    def frame(self, layer: str, role: str, source: str | None = None) -> pd.DataFrame:
-        """All rows of one layer role (or of one source), normalised."""
+    def frame(self, layer: str, role: str, source: str | None = None,
+              res: int | None = None) -> pd.DataFrame:
+        """All rows of one layer role (or of one source), normalised.
+
+        Area roles hold one row per (area, cell): with ``res`` their cells are at
+        that resolution, each area apportioned by its overlap with those hexagons
+        (without: the base resolution). Point rows are the same at every ``res``.
+        """
         with self._lock:
             names = [s.name for s in self.config.sources
                      if s.layer == layer and s.role == role and (source is None or s.name == source)]
-            frames = [self._source_rows(n) for n in names]
-            frames = [f for f in frames if len(f)]
+            frames = [self._source_rows(n) for n in names] if res is None else []
+        if res is not None:  # may apportion (slow): outside the lock
+            frames = [self.source_rows_at(n, res) for n in names]
+        frames = [f for f in frames if len(f)]
         if not frames:
             return empty_role_frame(layer, role)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -245,6 +266,27 @@ class CityData:
         if live is not None:
             return live.rows()
         return self._frames.get(name, pd.DataFrame())
+
+    def source_rows_at(self, name: str, res: int) -> pd.DataFrame:
+        """One source's rows with area sources apportioned at ``res``.
+
+        Served resolutions are apportioned when the source loads; any other is
+        apportioned on first use (through the overlap cache) and kept.
+        """
+        with self._lock:
+            by_res = self._area_rows.get(name)
+            areas = self._areas.get(name)
+            if by_res is None or areas is None or res == self.config.map.base_res \
+                    or name in self._live:
+                return self._source_rows(name)
+            rows = by_res.get(res)
+            version = self._source_versions[name]
+        if rows is None:
+            rows = apportion(areas, res, self.overlap_cache)
+            with self._lock:
+                if self._source_versions[name] == version:
+                    self._area_rows[name][res] = rows
+        return rows
 
     def watermark(self, source: str) -> pd.Timestamp | None:
         """The newest event time ingested from ``source`` (None: no timed row yet).
@@ -406,7 +448,7 @@ class CityData:
         if metric.aggregation.incremental:
             values = self._incremental_cells(layer, metric, res)
         else:
-            values = aggregate(self.frame(layer, metric.role, metric.source), metric, res)
+            values = aggregate(self.frame(layer, metric.role, metric.source, res), metric, res)
         with self._lock:
             self._aggregates[key] = values
             while len(self._aggregates) > 256:
@@ -432,7 +474,7 @@ class CityData:
             if isinstance(cached, pd.DataFrame):
                 part = cached
             else:
-                part = contribution(self._frames.get(source.name, pd.DataFrame()), metric, res)
+                part = contribution(self.source_rows_at(source.name, res), metric, res)
                 with self._lock:
                     self._aggregates[key] = part
             parts.append(part)
@@ -456,7 +498,7 @@ class CityData:
                 continue
             live = self._live.get(source.name)
             rows = state_at(self.history_store, source.name, live, moment, using) \
-                if live is not None else self._frames.get(source.name)
+                if live is not None else self.source_rows_at(source.name, res)
             if rows is not None and len(rows):
                 frames.append(rows)
         if not frames:

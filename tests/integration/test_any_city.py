@@ -52,7 +52,6 @@ from tests.synthetic_city import (
 )
 
 LAYER_IDS = ["people", "enterprises", "land", "things", "government"]
-BASE_RES = 10
 RES = 8
 #: Overlaps smaller than this (m²) may be found by one area computation and not another.
 SLIVER_M2 = 1.0
@@ -84,9 +83,10 @@ def expected_counts(truth: pd.DataFrame, mask: Any = None) -> dict[str, float]:
 
 @dataclass
 class Overlaps:
-    """How much of each area lies in each resolution-10 cell, computed here."""
+    """How much of each area lies in each resolution-8 cell, computed here."""
 
-    #: ``id``, ``cell`` (res-10 hex id), ``area_m2``, ``parent`` (res-8 hex id).
+    #: ``id``, ``cell`` and ``parent`` (both the res-8 hex id: areas are apportioned at
+    #: each served resolution itself, not rolled up from res 10), ``area_m2``.
     frame: pd.DataFrame
     #: Resolution-8 cells holding a sliver overlap, where counting a unit or not is a
     #: matter of floating point and another equal-area projection.
@@ -94,10 +94,11 @@ class Overlaps:
 
 
 def overlaps(units: gpd.GeoDataFrame, center: tuple[float, float]) -> Overlaps:
-    """Overlap areas of ``units`` (``id``, WGS84 geometry) with res-10 cells.
+    """Overlap areas of ``units`` (``id``, WGS84 geometry) with res-8 hexagons.
 
-    Candidate cells are those whose centre lies within ~400 m of the unit (h3's
-    centre-containment fill of a buffered unit), so every overlapping cell is found;
+    Candidate cells are those whose centre lies within ~1 km of the unit (h3's
+    centre-containment fill of a buffered unit; a res-8 cell reaches ~530 m from its
+    centre), so every overlapping cell is found;
     areas are exact polygon intersections in a Lambert equal-area projection.
     """
     from pyproj import CRS, Transformer
@@ -111,13 +112,13 @@ def overlaps(units: gpd.GeoDataFrame, center: tuple[float, float]) -> Overlaps:
 
     rows = []
     for unit_id, geometry in zip(units["id"], units.geometry, strict=True):
-        cells = sorted(h3.geo_to_cells(geometry.buffer(0.004), BASE_RES))
+        cells = sorted(h3.geo_to_cells(geometry.buffer(0.012), RES))
         hexes = projected(np.array([shapely.Polygon([(lng, lat) for lat, lng in
                                                      h3.cell_to_boundary(c)]) for c in cells]))
         area = shapely.area(shapely.intersection(projected(geometry), hexes))
         rows += [(str(unit_id), c, float(a)) for c, a in zip(cells, area, strict=True) if a > 0]
     frame = pd.DataFrame(rows, columns=["id", "cell", "area_m2"])
-    frame["parent"] = [h3.cell_to_parent(c, RES) for c in frame["cell"]]
+    frame["parent"] = frame["cell"]
     return Overlaps(frame, set(frame.loc[frame["area_m2"] < SLIVER_M2, "parent"]))
 
 

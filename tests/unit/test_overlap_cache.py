@@ -68,8 +68,10 @@ def test_a_file_used_as_boundary_and_as_source_is_intersected_once(tmp_path: Pat
     CityData.load(config)
     intersected = [r.getMessage() for r in caplog.records if r.name == "geo.areal"]
     area_sources = 3  # residents (= the boundary's shapes), zoning, wards
-    assert len(intersected) == area_sources, intersected
-    assert len(list((tmp_path / "cache").glob("overlaps-*.parquet"))) == area_sources + 1
+    # Areas are apportioned at every served resolution; the boundary at the base one only.
+    served = len(config.map.served_resolutions)
+    assert len(intersected) == area_sources * served, intersected
+    assert len(list((tmp_path / "cache").glob("overlaps-*.parquet"))) == area_sources * served + 1
     caplog.clear()
     CityData.load(config)  # a warm start reads them all (the boundary set has its own file)
     assert not [r for r in caplog.records if r.name == "geo.areal" and r.levelname == "INFO"]
