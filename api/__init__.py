@@ -4,6 +4,7 @@
 - :mod:`api.cells`: ``/api/layers``, ``/api/layers/<id>/cells``, ``/api/cells/<cell>``
 - :mod:`api.events`: ``/api/events`` (when the city has an event pipeline)
 - :mod:`api.signs`: ``/api/signs``, ``/api/alerts`` (when the city has vital signs)
+- :mod:`api.params`, :mod:`api.limits`: parameters parsed into 400s naming them; body limits
 
 Each blueprint is built with what it serves (closures over :class:`services.Services`),
 so no route looks a service up by name at request time.
@@ -35,10 +36,15 @@ def blueprints(services: Services) -> list[Blueprint]:
 
 
 def register_api(server: Flask, services: Services) -> None:
-    """Mount every API blueprint on the app's Flask server; every ``/api/`` failure is JSON."""
+    """Mount every API blueprint on the app's Flask server; every ``/api/`` failure is JSON.
+
+    The server also gets the body limits of :mod:`api.limits` (size, JSON depth).
+    """
     from api.errors import install_catch_all
+    from api.limits import install_limits
 
     install_catch_all(server)
+    install_limits(server)
     for blueprint in blueprints(services):
         server.register_blueprint(blueprint)
 

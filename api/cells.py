@@ -17,8 +17,9 @@ from flask import Blueprint, jsonify, request
 from api.errors import ApiError, install
 from api.health import stamp_worker
 from api.paging import keyset_page, paged, parse_cursor, parse_limit
+from api.params import bad_parameter, cell_param
 from config.city import API_RESOLUTIONS
-from geo.hexes import cell_center, from_hex, to_hex
+from geo.hexes import cell_center, to_hex
 from layers import LAYERS
 from render.privacy import Disclosure
 from render.profile import cell_profile
@@ -104,20 +105,21 @@ def create_blueprint(services: Services) -> Blueprint:
     @api.get("/layers/<layer_id>/cells")
     def cells(layer_id: str) -> Any:
         if layer_id not in LAYERS:
-            raise ApiError(404, f"unknown layer {layer_id!r}", valid_layers=list(LAYERS))
+            raise ApiError(404, f"unknown layer {layer_id[:40]!r}", parameter="layer_id",
+                           valid_layers=list(LAYERS))
         raw_res = request.args.get("res", "8")
         try:
             res = int(raw_res)
         except ValueError:
-            raise ApiError(400, f"res must be an integer, got {raw_res!r}") from None
+            raise bad_parameter("res", f"res must be an integer, got {raw_res[:40]!r}") from None
         if res not in API_RESOLUTIONS:
-            raise ApiError(400, f"res must be between {API_RESOLUTIONS.start} and "
-                                f"{API_RESOLUTIONS.stop - 1}, got {res}")
+            raise bad_parameter("res", f"res must be between {API_RESOLUTIONS.start} and "
+                                       f"{API_RESOLUTIONS.stop - 1}, got {raw_res[:40]}")
         metric_name = request.args.get("metric")
         try:
             metric = data.metric(layer_id, metric_name)
         except KeyError as exc:
-            raise ApiError(400, str(exc.args[0]),
+            raise ApiError(400, str(exc.args[0])[:200], parameter="metric",
                            valid_metrics=[m.name for m in LAYERS[layer_id].metrics(
                                data.config.sources)]) from None
         audience = services.audience()
@@ -144,10 +146,9 @@ def create_blueprint(services: Services) -> Blueprint:
 
     @api.get("/cells/<cell_id>")
     def cell(cell_id: str) -> Any:
-        try:
-            cell = from_hex(cell_id)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+        # Only the resolutions the city serves: a resolution-0 cell or a pentagon would
+        # answer a profile of millions of km² that none of the city's data can fill.
+        cell = cell_param(cell_id, "cell_id", data.config.map.served_resolutions)
         profile = cell_profile(data, cell)
         disclosure = _disclosure(services.audience())
         return jsonify(profile if disclosure is None else disclosure.profile(profile, cell=cell))

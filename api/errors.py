@@ -101,7 +101,15 @@ def install_catch_all(server: Flask) -> None:
         return ApiError(500, f"internal error ({type(error).__name__}); the log has the details",
                         path=request.path).response()
 
+    def bare_prefix() -> Any:
+        # "/api/" and "/api" match no API rule, and Dash would serve its page for them.
+        if request.path in (API_PREFIX, API_PREFIX.rstrip("/")):
+            return ApiError(404, "not found: see the JSON API in the README",
+                            path=request.path).response()
+        return None
+
     server.register_error_handler(Exception, handler)
+    server.before_request(bare_prefix)
 
 
 def _unavailable(error: BaseException) -> bool:

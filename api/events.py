@@ -39,7 +39,7 @@ from api.auth import require_role
 from api.errors import ApiError, install
 from api.health import stamp_worker
 from api.paging import bad_cursor, paged, parse_cursor, parse_limit, split_page
-from geo.hexes import from_hex
+from api.params import MAX_ID, bad_parameter, cell_param, id_param, json_object
 from ops.events.model import (
     OPEN_STATUSES,
     STATUSES,
@@ -58,13 +58,16 @@ DETAIL_ROLES = ("operator", "viewer")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_NOTE = 2000
+#: The longest status or department name a transition may name.
+MAX_NAME = 200
 _TRANSITION_KEYS = frozenset({"to", "department", "note", "expected_version"})
 
 
 #: What the lifecycle's refusals mean over HTTP (nothing changes on any of them).
 _DOMAIN_ERRORS: dict[type[Exception], Callable[[Any], ApiError]] = {
     EventNotFound: lambda exc: ApiError(404, str(exc), id=exc.event_id),
-    TransitionError: lambda exc: ApiError(400, str(exc), id=exc.event_id, current=exc.current,
+    TransitionError: lambda exc: ApiError(400, str(exc), parameter="to", id=exc.event_id,
+                                          current=exc.current,
                                           requested=exc.requested, allowed=list(exc.allowed)),
     ConflictError: lambda exc: ApiError(409, str(exc), id=exc.event_id,
                                         expected_version=exc.expected, current_version=exc.actual),
@@ -100,8 +103,8 @@ def _statuses(raw: str | None) -> list[str] | None:
         elif part in STATUSES:
             wanted.append(part)
         else:
-            raise ApiError(400, f"unknown status {part!r}",
-                           valid_statuses=[*STATUSES, "open"])
+            raise bad_parameter("status", f"unknown status {part[:40]!r}",
+                                valid_statuses=[*STATUSES, "open"])
     return wanted
 
 
@@ -109,26 +112,32 @@ def _transition_body() -> dict[str, Any]:
     if not request.is_json:
         # Also keeps cross-site HTML forms (which cannot send JSON) from using a session.
         raise ApiError(415, "send the transition as JSON (Content-Type: application/json)")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "expected a JSON object")
+    body = json_object()
     unknown = sorted(set(body) - _TRANSITION_KEYS)
     if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}",
-                       valid_fields=sorted(_TRANSITION_KEYS))
+        raise bad_parameter("body", f"unknown field(s) {', '.join(unknown)[:200]}",
+                            valid_fields=sorted(_TRANSITION_KEYS))
     to = body.get("to")
-    if not isinstance(to, str) or not to:
-        raise ApiError(400, "'to' (the next status) is required",
-                       valid_statuses=list(STATUSES))
+    if not isinstance(to, str) or not to or len(to) > MAX_NAME:
+        raise bad_parameter("to", "'to' (the next status) is required",
+                            valid_statuses=list(STATUSES))
     department = body.get("department")
-    if department is not None and (not isinstance(department, str) or not department.strip()):
-        raise ApiError(400, "'department' must be a non-empty string")
+    if department is not None and (not isinstance(department, str) or not department.strip()
+                                   or len(department) > MAX_NAME):
+        raise bad_parameter("department", f"'department' must be a non-empty string of at "
+                                          f"most {MAX_NAME} characters")
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE:
-        raise ApiError(400, f"'note' must be a string of at most {MAX_NOTE} characters")
+        raise bad_parameter("note", f"'note' must be a string of at most {MAX_NOTE} characters")
+    for field in ("department", "note"):
+        if "\x00" in (body.get(field) or ""):
+            # PostgreSQL refuses NUL in text: say so here rather than fail in the store.
+            raise bad_parameter(field, f"'{field}' must not contain NUL characters")
     version = body.get("expected_version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise ApiError(400, "'expected_version' must be an integer")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or not 0 <= version <= MAX_ID):
+        raise bad_parameter("expected_version",
+                            f"'expected_version' must be an integer between 0 and {MAX_ID}")
     return {"to": to, "department": department, "note": note, "expected_version": version}
 
 
@@ -150,12 +159,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     @require_role(auth, *DETAIL_ROLES)
     def list_events() -> Any:
         cell_text = request.args.get("cell")
-        cell = None
-        if cell_text:
-            try:
-                cell = from_hex(cell_text)
-            except ValueError as exc:
-                raise ApiError(400, str(exc)) from None
+        cell = cell_param(cell_text, "cell") if cell_text else None
         department = request.args.get("department") or None
         limit = parse_limit(request.args.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)
         assert limit is not None  # the default is a number
@@ -175,7 +179,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     @api.get("/<int:event_id>")
     @require_role(auth, *DETAIL_ROLES)
     def event_detail(event_id: int) -> Any:
-        event, reports, audit = pipeline.detail(event_id)
+        event, reports, audit = pipeline.detail(id_param(event_id, "event_id"))
         return jsonify({"event": event.as_dict(pipeline.now()),
                         "reports": [r.as_dict() for r in reports],
                         "audit": [a.as_dict() for a in audit]})
@@ -183,6 +187,7 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
     @api.post("/<int:event_id>/transition")
     @require_role(auth, "operator")
     def transition(event_id: int) -> Any:
+        id_param(event_id, "event_id")
         body = _transition_body()
         user = g.citybrain_user
         event = pipeline.transition(event_id, body["to"], actor=user.name, role=user.role,
@@ -195,10 +200,10 @@ def create_events_blueprint(pipeline: EventPipeline) -> Blueprint:
         if not current_app.secret_key:
             raise ApiError(501, "browser sessions are off: the app has no SECRET_KEY; "
                                 "use a bearer token")
-        body = request.get_json(silent=True) if request.is_json else None
+        body = json_object() if request.is_json else None
         if not isinstance(body, dict) or not isinstance(body.get("name"), str) \
                 or not isinstance(body.get("password"), str):
-            raise ApiError(400, "send JSON {\"name\": …, \"password\": …}")
+            raise bad_parameter("body", "send JSON {\"name\": …, \"password\": …}")
         user = auth.attempt(body["name"], body["password"])
         if user is None:
             raise ApiError(401, "unknown user or wrong password")

@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 from flask import Response, request
 
 from api.errors import ApiError
+from api.params import bad_parameter
 
 T = TypeVar("T")
 
@@ -46,9 +47,9 @@ def parse_limit(raw: str | None, default: int | None, maximum: int) -> int | Non
     try:
         limit = int(raw)
     except ValueError:
-        raise ApiError(400, f"limit must be an integer, got {raw!r}") from None
+        raise bad_parameter("limit", f"limit must be an integer, got {raw[:40]!r}") from None
     if not 1 <= limit <= maximum:
-        raise ApiError(400, f"limit must be between 1 and {maximum}, got {limit}")
+        raise bad_parameter("limit", f"limit must be between 1 and {maximum}, got {raw[:40]}")
     return limit
 
 
@@ -79,7 +80,7 @@ def parse_cursor(raw: str | None, route: str, types: Sequence[type]) -> list[Any
 
 def bad_cursor(raw: str) -> ApiError:
     """The 400 for a cursor this list did not give out."""
-    return ApiError(400, f"cursor {raw[:40]!r} is not a cursor of this list: pass the "
+    return bad_parameter("cursor", f"cursor {raw[:40]!r} is not a cursor of this list: pass the "
                          "next_cursor of a previous page unchanged, or leave it out to start")
 
 

@@ -74,7 +74,8 @@ def create_signs_blueprint(signs: VitalSigns, authorize: Callable[[], bool] | No
     def get_alerts() -> Any:
         state = request.args.get("state", "active")
         if state not in ALERT_STATES:
-            raise ApiError(400, f"unknown state {state!r}", valid_states=list(ALERT_STATES))
+            raise ApiError(400, f"unknown state {state[:40]!r}", parameter="state",
+                           valid_states=list(ALERT_STATES))
         limit = parse_limit(request.args.get("limit"), None, MAX_LIMIT)
         after = parse_cursor(request.args.get("cursor"), "alerts", (int, int))
         _, changes = signs.current()

@@ -11,7 +11,8 @@
 - :mod:`callbacks.alerts`: the Alerts tab and the alert-cells overlay
 - :mod:`callbacks.ops_panel`: what those three share (stores, tabs, the tick fingerprint)
 
-Component ids are in :mod:`callbacks.ids`; small shared pieces in :mod:`callbacks.common`.
+Component ids are in :mod:`callbacks.ids`; small shared pieces in :mod:`callbacks.common`;
+malformed callback requests are refused by :mod:`callbacks.guard`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def register_all(app: Dash, services: Services) -> None:
     run, so a city without them registers the same callbacks.
     """
     from callbacks import alerts, controls, events, map, ops_panel, panels, signin, signs, tour
+    from callbacks.guard import install_dispatch_guard
 
+    install_dispatch_guard(app)
     for feature in (controls, map, panels, tour, ops_panel, signin, events, signs, alerts):
         feature.register(app, services)

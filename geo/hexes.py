@@ -13,6 +13,7 @@ import gc
 import hashlib
 import logging
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,9 @@ Cells = NDArray[np.int64]
 _RES_SHIFT = 52
 _RES_MASK = np.uint64(0xF << _RES_SHIFT)
 
+
+#: What a cell id may look like before h3 judges it: 1 to 16 hex digits (64 bits).
+_HEX_CELL = re.compile(r"[0-9a-fA-F]{1,16}")
 
 def _bind_batch_indexer() -> Any:
     """The C loop of :mod:`geo._h3batch` bound to h3-py's own library, or None.
@@ -99,11 +103,14 @@ def to_hex(cell: int) -> str:
 
 
 def from_hex(text: str) -> int:
-    """Parse a cell id; raises ValueError unless it is a valid H3 cell."""
-    try:
-        cell = int(text, 16)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"not an H3 cell id: {text!r}") from exc
+    """Parse a cell id (1 to 16 hex digits); raises ValueError unless it is a valid H3 cell.
+
+    Only plain hex digits: ``int(text, 16)`` alone would also take a sign, ``0x``,
+    underscores and spaces, and a value outside 64 bits overflows h3's check.
+    """
+    if not isinstance(text, str) or not _HEX_CELL.fullmatch(text):
+        raise ValueError(f"not an H3 cell id: {str(text)[:40]!r}")
+    cell = int(text, 16)
     if not h3i.is_valid_cell(cell):
         raise ValueError(f"not an H3 cell id: {text!r}")
     return cell
