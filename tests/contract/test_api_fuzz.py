@@ -302,6 +302,7 @@ def callback_bodies(city: City) -> st.SearchStrategy[bytes]:
 STRATEGIES: dict[str, Callable[[City], st.SearchStrategy[Request]]] = {
     "/api/health": lambda c: get(st.just("/api/health"), (), c),
     "/api/layers": lambda c: get(st.just("/api/layers"), (), c),
+    "/api/dead-letters": lambda c: get(st.just("/api/dead-letters"), (), c, ("source",)),
     "/api/layers/<layer_id>/cells": lambda c: get(
         st.one_of(st.sampled_from(c.layers), st.text(max_size=20)).map(
             lambda n: f"/api/layers/{_path(n)}/cells"), ("layer_id",), c,
