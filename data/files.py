@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,8 +21,10 @@ import pandas as pd
 
 from config.columns import check_file_source
 from config.kit import ConfigError
-from data.base import AdapterBase, Batch, SourceError, normalise
+from data.base import AdapterBase, Batch, SourceError, empty_frame, normalise
 from data.compressed import DataFile, locate
+from data.csvread import read_csv
+from data.validate import DeadLetter
 from geo.crs import CHINA_DATUMS
 
 if TYPE_CHECKING:
@@ -30,6 +33,16 @@ if TYPE_CHECKING:
     from config.city import Source
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReadNotes:
+    """What one read of a file found besides its rows."""
+
+    rejected: Counter[str] = field(default_factory=Counter)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: The data stop mid-record (a file still being written).
+    truncated: bool = False
 
 
 class FileAdapter(AdapterBase):
@@ -48,27 +61,60 @@ class FileAdapter(AdapterBase):
         """The file exists and has the mapped columns (see :mod:`config.columns`)."""
         check_file_source(where, source)
 
-    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, notes: ReadNotes) -> pd.DataFrame:
         raise NotImplementedError
 
     def snapshot(self) -> Batch:
+        """Read the whole file; a file caught mid-write is not taken (see :meth:`_unsettled`)."""
         path = self.source.path()
         try:  # the message the config check gives at start-up, at every read
             check_file_source(f"[[sources]] {self.source.name!r}", self.source)
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
-        rejected: Counter[str] = Counter()
+        notes = ReadNotes()
         member = self.source.options.get("member")
+        before = path.stat()
         try:
-            raw = self._read(locate(path, None if member is None else str(member)), rejected)
+            raw = self._read(locate(path, None if member is None else str(member)), notes)
         except SourceError:
             raise
         except Exception as exc:  # any reader failure: say which file and why
             raise SourceError(f"cannot read {path.name}: {type(exc).__name__}: {exc}") from exc
+        after = path.stat() if path.exists() else None
+        unsettled = self._unsettled(path.name, before, after, notes)
+        if unsettled is not None:
+            log.warning("source %s: %s", self.source.name, unsettled)
+            # Keep what the store holds; the next round reads the file again (cursor None).
+            return Batch(frame=empty_frame(self.role), replace=False, cursor=None,
+                         warnings=(unsettled,))
         batch = self.normalise(raw)
-        batch.rejected.update(rejected)
-        batch.cursor = path.stat().st_mtime_ns
+        batch.rejected.update(notes.rejected)
+        batch.dead_letters[:0] = notes.dead_letters
+        warnings = list(batch.warnings)
+        if not len(raw):
+            warnings.append(f"{path.name} holds no rows (only a header, or nothing)")
+        if self._good_size is not None and before.st_size < self._good_size:
+            warnings.append(f"{path.name} shrank from {self._good_size} to {before.st_size} bytes")
+        self._good_size = before.st_size
+        batch.warnings = tuple(warnings)
+        batch.cursor = before.st_mtime_ns
         return batch
+
+    _good_size: int | None = None
+
+    @staticmethod
+    def _unsettled(name: str, before: os.stat_result, after: os.stat_result | None,
+                   notes: ReadNotes) -> str | None:
+        """Why this read is not the file's truth (changing, gone, or cut off), or None."""
+        if after is None:
+            return f"{name} vanished while being read; keeping the last good version"
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            return (f"{name} changed while being read ({before.st_size} → {after.st_size} "
+                    "bytes): still being written; keeping the last good version")
+        if notes.truncated:
+            return (f"{name} ends mid-record (half-written?); keeping the last good version "
+                    "until a complete one is readable")
+        return None
 
     def normalise(self, raw: pd.DataFrame) -> Batch:
         """Normalise; point geometries in a file that declares its CRS are reprojected first.
@@ -86,7 +132,9 @@ class FileAdapter(AdapterBase):
     def updates(self, since: Any) -> Batch:
         """A full re-read when the file changed since the cursor, else nothing."""
         path = self.source.path()
-        if path.exists() and path.stat().st_mtime_ns != since:
+        if not path.exists():  # reported at every round, never as healthy; data kept
+            raise SourceError(f"{path.name} is missing ({path}); keeping the last good version")
+        if path.stat().st_mtime_ns != since:
             return self.snapshot()
         return super().updates(since)
 
@@ -117,27 +165,19 @@ def _reads_file_geometry(raw: pd.DataFrame, source: Source) -> bool:
 
 
 class CsvAdapter(FileAdapter):
-    """Delimited text; malformed lines (wrong number of fields) are skipped and counted."""
+    """Delimited text; every malformed line is counted with its reason (see :mod:`data.csvread`)."""
 
     name = "csv"
     options = frozenset({"path", "member", "encoding", "delimiter"})
 
-    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
-        def bad_line(fields: list[str]) -> None:
-            rejected["malformed line"] += 1
-            return None
-
-        with data.open() as stream:  # decompressed as pandas reads it
-            return pd.read_csv(
-                stream,
-                dtype=str,
-                sep=str(self.source.options.get("delimiter", ",")),
-                encoding=str(self.source.options.get("encoding", "utf-8")),
-                encoding_errors="replace",
-                on_bad_lines=bad_line,
-                engine="python",
-                keep_default_na=True,
-            )
+    def _read(self, data: DataFile, notes: ReadNotes) -> pd.DataFrame:
+        with data.open() as stream:  # decompressed as it is read
+            read = read_csv(stream, encoding=str(self.source.options.get("encoding", "utf-8")),
+                            delimiter=str(self.source.options.get("delimiter", ",")))
+        notes.rejected.update(read.rejected)
+        notes.dead_letters.extend(read.dead_letters)
+        notes.truncated = read.truncated
+        return read.frame
 
 
 class GeoFileAdapter(FileAdapter):
@@ -146,7 +186,7 @@ class GeoFileAdapter(FileAdapter):
     name = "geojson"
     options = frozenset({"path", "member", "layer_name", "encoding"})
 
-    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, notes: ReadNotes) -> pd.DataFrame:
         import geopandas as gpd
 
         kwargs: dict[str, Any] = {"engine": "pyogrio"}
@@ -166,7 +206,7 @@ class ParquetAdapter(FileAdapter):
 
     name = "parquet"
 
-    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, notes: ReadNotes) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
         # Parquet seeks to its footer: a compressed file is decompressed into memory.
@@ -187,7 +227,7 @@ class AnyFileAdapter(FileAdapter):
     name = "file"
     options = frozenset({"path", "member", "layer_name", "encoding", "delimiter"})
 
-    def _read(self, data: DataFile, rejected: Counter[str]) -> pd.DataFrame:
+    def _read(self, data: DataFile, notes: ReadNotes) -> pd.DataFrame:
         suffix = data.suffix
         reader: type[FileAdapter]
         if suffix in (".csv", ".tsv", ".txt"):
@@ -196,4 +236,4 @@ class AnyFileAdapter(FileAdapter):
             reader = ParquetAdapter
         else:
             reader = GeoFileAdapter
-        return reader._read(self, data, rejected)  # type: ignore[arg-type]
+        return reader._read(self, data, notes)  # type: ignore[arg-type]
