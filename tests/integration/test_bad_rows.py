@@ -73,8 +73,10 @@ def test_each_value_is_judged_on_its_own(name: str, tmp_path: Path) -> None:
         assert times["s"] == pd.Timestamp(1709294400, unit="s", tz="UTC")
 
 
-def test_bad_messages_never_stall_the_source(make_adapter: Any) -> None:  # noqa: F811
-    """Every case on one topic, each followed by a good message: all good ones arrive."""
+def test_bad_messages_never_stall_the_source(make_adapter: Any,  # noqa: F811
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Every case on one topic, each followed by a good message: all good ones arrive,
+    and no traceback is logged (a bad value is a rejection, not an error)."""
     topic = f"citybrain/test/{uuid.uuid4().hex}"
     adapter = make_adapter(device_table([f"{topic}/#"]))
     assert adapter.wait_ready(10)
@@ -116,3 +118,4 @@ def test_bad_messages_never_stall_the_source(make_adapter: Any) -> None:  # noqa
     assert rejected == expected_rejected
     assert dead == expected_rejected
     assert len(frame) + sum(rejected.values()) == sent
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelname == "ERROR"] == []
