@@ -24,6 +24,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.auth import no_users
 from api.errors import ApiError, install
+from api.health import stamp_worker
 from api.paging import keyset_page, next_cursor, paged, parse_cursor, parse_limit
 from ops.auth import Auth
 from ops.signs.indicators import reference_time
@@ -61,7 +62,7 @@ def create_signs_blueprint(signs: VitalSigns, authorize: Callable[[], bool] | No
     def _headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "no-store"
-        return response
+        return stamp_worker(response)
 
     @api.get("/signs")
     def get_signs() -> Any:

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from ops.auth import Auth
     from ops.events.pipeline import EventPipeline
     from ops.events.settings import User
+    from ops.events.store import EventStore
     from ops.sessions import SessionGuard
+    from ops.signs.ledger import AlertLedger, Change
     from ops.signs.service import VitalSigns
     from render.privacy import Audience, Disclosure
     from services.dependencies import DependencyWatch
@@ -200,7 +202,8 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
                         "/api/events answers 403 to everyone and nobody can sign in or "
                         "acknowledge alerts; add [[users]] (see docs/api.md)")
     if config.section(SIGNS_SECTION) is not None:
-        services.signs = _start_signs(store, engine, services.alerting)
+        services.signs = _start_signs(store, engine, services.alerting,
+                                      _alert_ledger(config, services.events))
         if services.auth is None:
             log.warning("signs: no users (they are the [[users]] of an [events] table): "
                         "nobody can acknowledge alerts")
@@ -290,14 +293,47 @@ def _start_events(store: CityData, engine: IngestEngine, heartbeat: Heartbeat) -
     return pipeline
 
 
-def _start_signs(store: CityData, engine: IngestEngine, heartbeat: Heartbeat) -> VitalSigns:
+def _alert_ledger(config: CityConfig, events: EventPipeline | None) -> AlertLedger | None:
+    """Where the deployment's one alert book lives (None: this process's memory).
+
+    The event store's database when it is PostgreSQL (shared and durable), else Redis
+    when the workers share their live state, else memory (one process, no database).
+    """
+    from ops.signs.ledger import RedisLedger
+    from store.cache import redis_url
+    from store.replication import shared_mode
+
+    if events is not None and events.store.kind == "postgresql":
+        store = events.store
+        return _DocumentLedger(store, "alerts", kind=store.kind)
+    if shared_mode(config) is not None:
+        return RedisLedger(redis_url(config.cache), f"{config.cache.key_prefix}alerts:"
+                           f"{config.city.name}")
+    return None
+
+
+class _DocumentLedger:
+    """An :class:`~ops.signs.ledger.AlertLedger` on one document of the event store."""
+
+    def __init__(self, store: EventStore, name: str, kind: str) -> None:
+        self.store, self.name, self.kind = store, name, kind
+
+    def read(self) -> dict[str, Any] | None:
+        return self.store.read_document(self.name)
+
+    def update(self, change: Change) -> dict[str, Any]:
+        return self.store.update_document(self.name, change)
+
+
+def _start_signs(store: CityData, engine: IngestEngine, heartbeat: Heartbeat,
+                 ledger: AlertLedger | None = None) -> VitalSigns:
     """Evaluate indicators and warning rules after ingest rounds, every ``[live] refresh`` s."""
     from ops.signs.service import VitalSigns
     from ops.signs.settings import SIGNS_SECTION
 
     settings = store.config.section(SIGNS_SECTION)
     assert settings is not None  # only started for a city with indicators or rules
-    signs = VitalSigns.from_config(store, settings)
+    signs = VitalSigns.from_config(store, settings, ledger=ledger)
     last = 0.0
 
     def after_round(_changed: bool) -> None:

@@ -18,8 +18,11 @@ A rule that cannot be evaluated now (its indicator has no value, not enough
 history yet) is reported in :attr:`AlertChanges.errors` and its alerts are left as
 they were — not knowing is not the same as the condition having ended.
 
-Alerts live in memory, per process (nothing is persisted): a restart starts a new
-book, and with several web workers each keeps its own.
+Without a ledger, alerts live in the process's memory: a restart starts a new
+book. With one (:mod:`ops.signs.ledger`: Redis or the event store's database),
+the book is one document per deployment: every answer reads it, every change
+(evaluate, acknowledge) is one atomic read-modify-write, so several workers see
+the same alerts and acknowledgements and a restart keeps them.
 
 Each rule kind (threshold, forecast, cell_count, reading, silent, anomaly, …) is
 a class in :mod:`ops.signs.rules` that knows its own check and messages; the book
@@ -28,13 +31,12 @@ only keeps what they find.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +47,7 @@ from geo.hexes import to_hex
 from ops.signs.indicator_spec import Indicator
 from ops.signs.indicators import IndicatorHistory, IndicatorReading, evaluate, failed_reading
 from ops.signs.kit import Severity
+from ops.signs.ledger import AlertLedger
 from ops.signs.rows import reference_time
 from ops.signs.rules import Rule
 from ops.signs.rules.base import CheckContext, Finding, RuleUnavailable
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 
 AlertState = Literal["active", "cleared"]
 _SEVERITY_RANK = {"info": 0, "warn": 1, "alarm": 2}
+_TIME_FIELDS = ("first_seen", "last_seen", "cleared_at", "acked_at")
 
 
 @dataclass
@@ -97,6 +101,22 @@ class Alert:
 
     def message(self, language: str) -> str:
         return pick(language, self.message_zh, self.message_en)
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, JSON-ready, for a ledger (:meth:`from_record` reads it back)."""
+        record = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in _TIME_FIELDS:
+            record[name] = None if record[name] is None else record[name].isoformat()
+        record["cells"] = list(self.cells)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Alert:
+        values = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        for name in _TIME_FIELDS:
+            values[name] = None if values.get(name) is None else pd.Timestamp(values[name])
+        values["cells"] = tuple(int(c) for c in values.get("cells", ()))
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -160,7 +180,7 @@ def check_rule(rule: Rule, data: CityData, now: pd.Timestamp,
 
 # -------------------------------------------------------------------- book
 class AlertBook:
-    """Active and recently cleared alerts of a city, kept in memory (see module docs).
+    """Active and recently cleared alerts of a city, in memory or a shared ledger (module docs).
 
     Example::
 
@@ -171,7 +191,8 @@ class AlertBook:
     """
 
     def __init__(self, rules: Sequence[Rule], indicators: Sequence[Indicator] = (),
-                 history: IndicatorHistory | None = None, max_cleared: int = 500) -> None:
+                 history: IndicatorHistory | None = None, max_cleared: int = 500,
+                 ledger: AlertLedger | None = None) -> None:
         self.rules = tuple(rules)
         self.indicators = {i.name: i for i in indicators}
         missing = sorted({r.indicator for r in self.rules if r.indicator}
@@ -183,8 +204,53 @@ class AlertBook:
         self._cleared: deque[Alert] = deque(maxlen=max_cleared)
         self._by_id: dict[str, Alert] = {}
         self._prefix = uuid.uuid4().hex[:6]
-        self._seq = itertools.count(1)
+        self._last_seq = 0  # the running number of the newest alert
         self._lock = threading.RLock()
+        self.ledger = ledger
+
+    # ---------------------------------------------------------------- ledger
+    def document(self) -> dict[str, Any]:
+        """The book as one JSON-ready document (what a ledger stores)."""
+        with self._lock:
+            return {"prefix": self._prefix, "seq": self._last_seq,
+                    "active": [a.to_record() for a in self._active.values()],
+                    "cleared": [a.to_record() for a in self._cleared]}
+
+    def _load(self, document: Mapping[str, Any] | None) -> None:
+        """Replace the book's alerts by a ledger's document (None: keep this book's own)."""
+        if document is None:
+            return
+        self._prefix = str(document.get("prefix") or self._prefix)
+        self._last_seq = int(document.get("seq", 0))
+        active = [Alert.from_record(r) for r in document.get("active", ())]
+        self._active = {(a.rule, a.key): a for a in active}
+        self._cleared.clear()
+        self._cleared.extend(Alert.from_record(r) for r in document.get("cleared", ()))
+        self._by_id = {a.id: a for a in [*self._active.values(), *self._cleared]}
+
+    def _sync(self) -> None:
+        """Read the ledger's alerts (callers hold the lock)."""
+        if self.ledger is not None:
+            self._load(self.ledger.read())
+
+    def _change(self, apply: Callable[[], Any]) -> Any:
+        """Run ``apply`` on the current alerts and keep what it did: in the ledger when shared.
+
+        With a ledger, ``apply`` may run more than once (when another worker wrote
+        first), each time on that worker's alerts: it must start from scratch.
+        """
+        with self._lock:
+            if self.ledger is None:
+                return apply()
+            result: list[Any] = []
+
+            def change(stored: dict[str, Any] | None) -> dict[str, Any]:
+                self._load(stored)
+                result[:] = [apply()]
+                return self.document()
+
+            self.ledger.update(change)
+            return result[0]
 
     # ------------------------------------------------------------- evaluate
     def _readings(self, data: CityData, now: pd.Timestamp,
@@ -212,24 +278,31 @@ class AlertBook:
         now = reference_time(data) if now is None else pd.Timestamp(now)
         ctx = CheckContext(data, now, self._readings(data, now, readings), self.indicators,
                            data.config.city.timezone)
-        changes = AlertChanges(time=now)
+        errors: dict[str, str] = {}
+        checked: list[tuple[Rule, list[Finding], tuple[str, str]]] = []
         for rule in self.rules:
             if not rule.enabled:
                 continue
             try:
                 findings = rule.check(ctx)
             except RuleUnavailable as exc:
-                changes.errors[rule.name] = str(exc)
+                errors[rule.name] = str(exc)
                 continue
             except Exception as exc:  # one broken rule must not stop the others
                 log.exception("rule %s failed", rule.name)
-                changes.errors[rule.name] = f"{type(exc).__name__}: {exc}"
+                errors[rule.name] = f"{type(exc).__name__}: {exc}"
                 continue
             source = self.indicators.get(rule.indicator or "")
             units = ("", "") if source is None else (source.unit_zh, source.unit_en)
-            with self._lock:
+            checked.append((rule, findings, units))
+
+        def apply() -> AlertChanges:
+            changes = AlertChanges(time=now, errors=dict(errors), skipped=dict(ctx.skipped))
+            for rule, findings, units in checked:
                 self._apply(rule, findings, now, changes, units)
-        changes.skipped = dict(ctx.skipped)
+            return changes
+
+        changes: AlertChanges = self._change(apply)
         return changes
 
     def _apply(self, rule: Rule, findings: list[Finding], now: pd.Timestamp,
@@ -249,7 +322,8 @@ class AlertBook:
             message_en = rule.message(finding, "en", units[1])
             alert = self._active.get((rule.name, finding.key))
             if alert is None:
-                seq = next(self._seq)
+                self._last_seq += 1
+                seq = self._last_seq
                 alert = Alert(
                     id=f"{self._prefix}-{seq}", seq=seq, rule=rule.name, kind=rule.kind,
                     key=finding.key, severity=finding.severity, title_zh=rule.title_zh,
@@ -281,6 +355,7 @@ class AlertBook:
     def active(self) -> list[Alert]:
         """Active alerts, most severe then newest first."""
         with self._lock:
+            self._sync()
             alerts = list(self._active.values())
         return sorted(alerts, key=lambda a: (-_SEVERITY_RANK[a.severity], -a.first_seen.value,
                                              a.id))
@@ -288,27 +363,39 @@ class AlertBook:
     def cleared(self) -> list[Alert]:
         """Recently cleared alerts (bounded), newest first."""
         with self._lock:
+            self._sync()
             return list(reversed(self._cleared))
 
     def get(self, alert_id: str) -> Alert:
         """An active or recently cleared alert; KeyError when unknown."""
         with self._lock:
+            self._sync()
             return self._by_id[alert_id]
 
     def ack(self, alert_id: str, who: str, now: pd.Timestamp) -> Alert:
         """Acknowledge an alert (the first acknowledgement is kept); KeyError when unknown."""
-        with self._lock:
+        def apply() -> Alert:
             alert = self._by_id[alert_id]
             if alert.acked_by is None:
                 alert.acked_by = who
                 alert.acked_at = pd.Timestamp(now)
             return alert
 
+        if self.ledger is not None:
+            self.get(alert_id)  # KeyError before writing anything
+        acked: Alert = self._change(apply)
+        return acked
+
     def listed(self, state: Literal["active", "cleared", "all"] = "active") -> list[Alert]:
         """The active (most severe, then newest first), cleared (newest first) or all alerts."""
         with self._lock:
-            return (self.active() if state in ("active", "all") else []) + \
-                (self.cleared() if state in ("cleared", "all") else [])
+            self._sync()
+            ledger, self.ledger = self.ledger, None  # one read for both lists
+            try:
+                return (self.active() if state in ("active", "all") else []) + \
+                    (self.cleared() if state in ("cleared", "all") else [])
+            finally:
+                self.ledger = ledger
 
     def as_dicts(self, state: Literal["active", "cleared", "all"] = "active") -> list[dict[str, Any]]:
         with self._lock:

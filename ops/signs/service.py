@@ -21,6 +21,7 @@ import pandas as pd
 
 from ops.signs.alerts import AlertBook, AlertChanges
 from ops.signs.indicators import IndicatorHistory, IndicatorReading, evaluate_all, reference_time
+from ops.signs.ledger import AlertLedger
 from ops.signs.settings import Indicator, OpsSettings, Rule, parse_ops_settings
 
 if TYPE_CHECKING:
@@ -38,11 +39,11 @@ class VitalSigns:
 
     def __init__(self, data: CityData, indicators: Sequence[Indicator], rules: Sequence[Rule] = (),
                  *, history: IndicatorHistory | None = None, max_age: float = 2.0,
-                 with_forecast: bool = True) -> None:
+                 with_forecast: bool = True, ledger: AlertLedger | None = None) -> None:
         self.data = data
         self.indicators = tuple(indicators)
         self.history = history or IndicatorHistory()
-        self.book = AlertBook(rules, self.indicators, self.history)
+        self.book = AlertBook(rules, self.indicators, self.history, ledger=ledger)
         self.max_age = max_age
         self.with_forecast = with_forecast
         self._readings: list[IndicatorReading] = []

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ops.events.intake import IngestPlan, plan_ingest
@@ -45,11 +46,14 @@ class EventStore:
     kind = ""
     placeholder = "?"
     types: dict[str, str] = {}
+    #: What makes a SELECT lock its rows until commit ("" where the transaction does).
+    lock_rows = ""
 
     def __init__(self, table_prefix: str = "", max_idle: int = 4) -> None:
         self.events_table = f"{table_prefix}events"
         self.reports_table = f"{table_prefix}reports"
         self.audit_table = f"{table_prefix}audit"
+        self.documents_table = f"{table_prefix}documents"
         self._idle: list[Any] = []
         self._pool_lock = threading.Lock()
         self._max_idle = max_idle
@@ -77,7 +81,7 @@ class EventStore:
     # ---------------------------------------------------------------- plumbing
     def _sql(self, text: str) -> str:
         text = text.format(events=self.events_table, reports=self.reports_table,
-                           audit=self.audit_table)
+                           audit=self.audit_table, documents=self.documents_table)
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
     def _checkout(self) -> Any:
@@ -135,7 +139,8 @@ class EventStore:
     def drop_tables(self) -> None:
         """Drop this store's three tables (for tests and throwaway stores)."""
         with self._transaction() as conn:
-            for table in (self.audit_table, self.reports_table, self.events_table):
+            for table in (self.documents_table, self.audit_table, self.reports_table,
+                          self.events_table):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def close(self) -> None:
@@ -143,6 +148,28 @@ class EventStore:
         with self._pool_lock:
             self._closed = True
         self.release_connections()
+
+    # --------------------------------------------------------------- documents
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        """A shared document (e.g. the alert book) stored under ``name``; None when absent."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(self._sql("SELECT body FROM {documents} WHERE name = ?"),
+                               (name,)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def update_document(self, name: str,
+                        change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+        """Replace the document ``name`` by ``change(stored)`` in one transaction holding its row."""
+        with self._transaction() as conn:
+            conn.execute(self._sql("INSERT INTO {documents} (name, body, updated_at) "
+                                   "VALUES (?, NULL, ?) ON CONFLICT (name) DO NOTHING"),
+                         (name, self._to_db_time(datetime.now(UTC))))
+            row = conn.execute(self._sql(f"SELECT body FROM {{documents}} WHERE name = ? "
+                                         f"{self.lock_rows}"), (name,)).fetchone()
+            document = change(None if row[0] is None else json.loads(row[0]))
+            conn.execute(self._sql("UPDATE {documents} SET body = ?, updated_at = ? WHERE name = ?"),
+                         (json.dumps(document), self._to_db_time(datetime.now(UTC)), name))
+        return document
 
     # --------------------------------------------------------- row conversions
     def _row(self, columns: Sequence[str], record: Any) -> tuple[Any, ...]:

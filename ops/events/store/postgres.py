@@ -15,6 +15,7 @@ class PostgresStore(EventStore):
     kind = "postgresql"
     placeholder = "%s"
     types = {"bigint": "BIGINT", "real": "DOUBLE PRECISION", "time": "TIMESTAMPTZ"}
+    lock_rows = "FOR UPDATE"
 
     def __init__(self, dsn: str, table_prefix: str = "") -> None:
         super().__init__(table_prefix)

@@ -92,6 +92,12 @@ SCHEMA = (
         note TEXT NOT NULL,
         PRIMARY KEY (event_id, seq)
     )""",
+    # Small shared documents of the deployment (the alert book), one row each.
+    """CREATE TABLE IF NOT EXISTS {documents} (
+        name TEXT PRIMARY KEY,
+        body TEXT,
+        updated_at {time}
+    )""",
 )
 
 _RES_SHIFT = 52  # where an H3 index keeps its resolution
