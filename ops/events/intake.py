@@ -7,6 +7,7 @@ ingest writes; the store then writes the :class:`IngestPlan` in one transaction.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,11 +29,33 @@ from ops.events.model import (
 )
 from ops.events.policy import Policy
 
+#: Text a database cannot store: NUL (PostgreSQL refuses it in text) and lone UTF-16
+#: surrogates (not encodable as UTF-8). Stripped, and the rows counted.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+NUL_STRIPPED = "text repaired (NUL or unpaired surrogate removed)"
 
-def _text_column(frame: pd.DataFrame, column: str) -> list[str | None]:
+
+def _text_column(frame: pd.DataFrame, column: str,
+                 repaired: np.ndarray | None = None) -> list[str | None]:
+    """A column as stripped text (None when empty); unstorable characters removed,
+    and the rows that had them marked in ``repaired``."""
     if column not in frame:
         return [None] * len(frame)
-    text = frame[column].astype("string").str.strip()
+    values = frame[column]
+    if values.dtype == object:  # any Python str, surrogates included: clean them one by one
+        dirty = values.map(lambda v: isinstance(v, str) and _UNSTORABLE.search(v) is not None)
+        dirty = dirty.to_numpy(dtype=bool)
+        if dirty.any():
+            values = values.map(lambda v: _UNSTORABLE.sub("", v) if isinstance(v, str) else v)
+        text = values.astype("string")
+    else:  # a string dtype already holds encodable text: only NUL can be in it
+        text = values.astype("string")
+        dirty = text.str.contains("\x00", regex=False, na=False).to_numpy(dtype=bool)
+        if dirty.any():
+            text = text.str.replace("\x00", "", regex=False)
+    if repaired is not None:
+        repaired |= dirty
+    text = text.str.strip()
     return [None if v is pd.NA or v == "" else str(v) for v in text.tolist()]
 
 
@@ -41,9 +64,13 @@ def _times(series: pd.Series) -> list[datetime | None]:
     return [None if pd.isna(t) else t.to_pydatetime() for t in series]
 
 
-def reports_from_frame(frame: pd.DataFrame, merge_res: int) -> tuple[list[IncomingReport],
+def reports_from_frame(frame: pd.DataFrame, merge_res: int,
+                       repaired: set[tuple[str, str]] | None = None) -> tuple[list[IncomingReport],
                                                                       Counter[str]]:
     """Normalised ``requests`` rows → incoming reports, and the rows refused by reason.
+
+    Text no database can store (NUL bytes, unpaired surrogates) is removed; the keys
+    (source, id) of the rows kept that had some are added to ``repaired``.
 
     The channel is the row's ``channel`` or, when the source has none, its source
     name; the description is the ``descriptor`` (else the row's ``name``). A row is
@@ -53,8 +80,9 @@ def reports_from_frame(frame: pd.DataFrame, merge_res: int) -> tuple[list[Incomi
     if frame.empty:
         return [], rejected
     frame = frame.reset_index(drop=True)
-    ids = _text_column(frame, "id")
-    sources = _text_column(frame, "source")
+    dirty = np.zeros(len(frame), dtype=bool)
+    ids = _text_column(frame, "id", dirty)
+    sources = _text_column(frame, "source", dirty)
     times = _times(frame["time"])
     lat = pd.to_numeric(frame["lat"], errors="coerce").to_numpy(dtype=float)
     lon = pd.to_numeric(frame["lon"], errors="coerce").to_numpy(dtype=float)
@@ -67,12 +95,12 @@ def reports_from_frame(frame: pd.DataFrame, merge_res: int) -> tuple[list[Incomi
     usable = placed & (cells > 0)
     usable[usable] &= resolution_of(cells[usable]) >= merge_res
     merge_cells[usable] = parents(cells[usable], merge_res)
-    categories = _text_column(frame, "category")
-    channels = _text_column(frame, "channel")
-    descriptions = _text_column(frame, "descriptor")
-    names = _text_column(frame, "name")
-    agencies = _text_column(frame, "agency")
-    statuses = _text_column(frame, "status")
+    categories = _text_column(frame, "category", dirty)
+    channels = _text_column(frame, "channel", dirty)
+    descriptions = _text_column(frame, "descriptor", dirty)
+    names = _text_column(frame, "name", dirty)
+    agencies = _text_column(frame, "agency", dirty)
+    statuses = _text_column(frame, "status", dirty)
     closed_times = _times(frame["closed_time"]) if "closed_time" in frame else [None] * len(frame)
     is_open = frame["is_open"].to_numpy(dtype=bool) if "is_open" in frame else \
         np.ones(len(frame), dtype=bool)
@@ -90,6 +118,8 @@ def reports_from_frame(frame: pd.DataFrame, merge_res: int) -> tuple[list[Incomi
         cell = int(cells[i]) if cells[i] > 0 else h3i.latlng_to_cell(lat[i], lon[i], 10)
         merge_cell = int(merge_cells[i]) if usable[i] else \
             h3i.latlng_to_cell(lat[i], lon[i], merge_res)
+        if dirty[i] and repaired is not None:
+            repaired.add((str(sources[i]), str(ids[i])))
         out.append(IncomingReport(
             source=str(sources[i]), source_id=str(ids[i]), reported_at=times[i],  # type: ignore[arg-type]
             category=categories[i] or UNCATEGORISED, lat=float(lat[i]), lon=float(lon[i]),

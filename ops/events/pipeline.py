@@ -28,7 +28,7 @@ import pandas as pd
 
 from layers import event_sources
 from ops.auth import Auth
-from ops.events.intake import reports_from_frame
+from ops.events.intake import NUL_STRIPPED, reports_from_frame
 from ops.events.model import (
     CHANGE_ROLES,
     AuditEntry,
@@ -57,10 +57,13 @@ class IngestResult:
     created: int
     merged: int
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Rows stored after repair (text the database cannot hold removed), by what was done.
+    repaired: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "created": self.created, "merged": self.merged,
-                "skipped": dict(sorted(self.skipped.items()))}
+                "skipped": dict(sorted(self.skipped.items())),
+                "repaired": dict(sorted(self.repaired.items()))}
 
 
 class EventPipeline:
@@ -72,17 +75,26 @@ class EventPipeline:
         self.policy = Policy.from_settings(settings)
         self.store = store if store is not None else open_store(settings)
         self.auth = Auth(users)
+        #: Rows stored after repair since start, by what was done (see IngestResult.repaired).
+        self.repaired: Counter[str] = Counter()
         #: Returns "now" for SLAs; the app attaches the city clock (see app.py).
         self.clock: Callable[[], datetime] | None = None
 
     # ------------------------------------------------------------------ intake
     def ingest(self, frame: pd.DataFrame) -> IngestResult:
         """Ingest normalised ``requests`` rows (of any number of sources); idempotent."""
-        incoming, rejected = reports_from_frame(frame, self.policy.merge_res)
+        dirty: set[tuple[str, str]] = set()
+        incoming, rejected = reports_from_frame(frame, self.policy.merge_res, dirty)
         plan = self.store.ingest(incoming, self.policy)
         skipped = rejected + plan.skipped
+        # Counted once, when stored (rows already stored come back every round).
+        stored = len(dirty & {(r.source, r.source_id) for r in plan.reports}) if dirty else 0
+        repaired = Counter({NUL_STRIPPED: stored} if stored else {})
         result = IngestResult(rows=len(frame), created=plan.created, merged=plan.merged,
-                              skipped=skipped)
+                              skipped=skipped, repaired=repaired)
+        self.repaired.update(repaired)
+        if repaired:
+            log.warning("events: stored rows with text repaired: %s", dict(repaired))
         log.info("events: ingested %s", result.as_dict())
         return result
 

@@ -277,3 +277,30 @@ def test_cursor_pages_lose_and_repeat_nothing_while_events_arrive(settings: Even
     assert served == expected
     assert len(set(served)) == len(served)
     pipeline.close()
+
+
+def test_text_the_database_refuses_is_repaired_counted_and_the_round_lands(
+        workers: tuple[EventPipeline, EventPipeline]) -> None:
+    """A NUL byte (PostgreSQL refuses it in text) or a lone surrogate in one row: every
+    row of the round is stored, the bad characters removed, the repaired rows counted once."""
+    pipeline, _ = workers
+    frame = _frame(12)
+    # Python objects, as a JSON decoder gives them: a string dtype cannot hold a surrogate.
+    frame["descriptor"] = pd.Series(frame["descriptor"].tolist(), dtype=object)
+    frame.loc[3, "descriptor"] = "Resident\x00 reports a blocked hydrant"
+    frame.loc[7, "channel"] = "a\x00pp"
+    frame.loc[9, "descriptor"] = "broken \ud800 text"
+    dirty = frame[["descriptor", "channel"]].apply(
+        lambda col: col.map(lambda v: any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in v))
+    ).any(axis=1)
+    result = pipeline.ingest(frame)
+    assert result.created == len(frame) and not result.skipped
+    assert result.repaired == {"text repaired (NUL or unpaired surrogate removed)": int(dirty.sum())}
+    stored = {r.source_id: r for e in pipeline.events(limit=None)
+              for r in pipeline.detail(e.id)[1]}
+    assert len(stored) == len(frame)
+    assert stored["3"].description == "Resident reports a blocked hydrant"
+    assert stored["7"].channel == "app" and stored["9"].description == "broken  text"
+    again = pipeline.ingest(frame)  # the next round sees the same rows: stored, not counted again
+    assert again.created == 0 and not again.repaired
+    assert pipeline.repaired == result.repaired
