@@ -23,6 +23,9 @@ over when it reconnects (paho reconnects by itself in its network thread). Messa
 are buffered between reads in a bounded queue; each read returns the rows that
 arrived since the previous one, and a message that cannot be used is counted
 under a reason (``not JSON``, ``oversized payload`` …), never dropped silently.
+A QoS 1 message is acknowledged to the broker only once a later read's cursor
+covers it (``ack = "durable"``): the caller holds its rows, so a crash before
+that loses nothing, the broker redelivers it to the next connection.
 
 One client id means one live connection: the broker disconnects the older of two
 clients that share an id. Run the app with one worker per MQTT source, or give each

@@ -118,7 +118,7 @@ class MqttAdapter(AdapterBase):
     name = "mqtt"
     options: ClassVar[frozenset[str]] = frozenset({
         "host", "port", "topics", "client_id", "qos", "username", "password_env", "tls",
-        "max_payload", "buffer", "keepalive", "topic_field", "session_expiry",
+        "max_payload", "buffer", "keepalive", "topic_field", "session_expiry", "ack",
     })
     required_options: ClassVar[frozenset[str]] = frozenset({"topics"})
     streaming: ClassVar[bool] = True
@@ -148,6 +148,11 @@ class MqttAdapter(AdapterBase):
         self._last_error: str | None = None
         self._subscribe_error: str | None = None
         self._subscribe_mid: int | None = None
+        # QoS 1/2 messages not yet acknowledged to the broker: (last sequence number
+        # of what the message gave, mid, qos), in arrival order. Acknowledged once a
+        # read's ``since`` covers that number: the caller holds (has made durable) it.
+        self._unacked: deque[tuple[int, int, int]] = deque()
+        self.acked = 0  # messages acknowledged to the broker (QoS > 0)
         self._closed = False
         self._settled = threading.Event()  # the first connection attempt has an outcome
         self._ready = threading.Event()  # connected and every subscription acknowledged
@@ -189,7 +194,8 @@ class MqttAdapter(AdapterBase):
 
         settings = self.settings
         client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=settings.client_id, protocol=mqtt.MQTTv5)
+                             client_id=settings.client_id, protocol=mqtt.MQTTv5,
+                             manual_ack=settings.ack == "durable")
         # An exception in a callback must not end the network thread (and reconnects).
         client.suppress_exceptions = True
         paho_log = logging.getLogger(f"{__name__}.paho")
@@ -216,6 +222,9 @@ class MqttAdapter(AdapterBase):
         client.on_message = self._on_message
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = settings.session_expiry
+        # Messages are acknowledged only once held, up to a read later: let the broker
+        # send that many unacknowledged (MQTT's own default is 65,535; a broker may cap it).
+        properties.ReceiveMaximum = min(65535, max(1, settings.buffer))
         # Never a clean start: the broker keeps the subscriptions and queued QoS 1
         # messages of this client id while it is away.
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive,
@@ -232,6 +241,12 @@ class MqttAdapter(AdapterBase):
     def last_error(self) -> str | None:
         """Why the last connection attempt failed or the connection was lost; None when fine."""
         return self._last_error
+
+    @property
+    def buffered(self) -> int:
+        """Rows received and not yet confirmed held by a read's ``since``."""
+        with self._lock:
+            return len(self._records)
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Wait until connected and every subscription is acknowledged; False on timeout."""
@@ -292,12 +307,31 @@ class MqttAdapter(AdapterBase):
 
     # ----------------------------------------------------------------- messages
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            before = self._seq
         try:
             self._take(message.topic, message.payload)
         except Exception:  # a bug here must cost one message, counted, not the thread
             log.exception("source %s: cannot handle a message on %s", self.source.name,
                           message.topic)
             self._count_rejected("unreadable message", raw=message.payload)
+        if self.settings.ack != "durable" or message.qos == 0:
+            return
+        with self._lock:
+            # Only this (network) thread adds to the sequence: what it added is this message.
+            last = self._seq
+            if last > before and last > self._delivered:
+                self._unacked.append((last, message.mid, message.qos))
+                return
+        self._ack([(message.mid, message.qos)], client)  # it gave nothing to hold
+
+    def _ack(self, messages: list[tuple[int, int]], client: mqtt.Client | None = None) -> None:
+        """Acknowledge messages to the broker (PUBACK/PUBREC), from any thread."""
+        client = client or self._client
+        for mid, qos in messages:
+            client.ack(mid, qos)
+        with self._lock:
+            self.acked += len(messages)
 
     def _take(self, topic: str, payload: bytes | bytearray) -> None:
         if len(payload) > self.settings.max_payload:
@@ -367,6 +401,7 @@ class MqttAdapter(AdapterBase):
 
     def _take_since(self, since: int | None) -> tuple[list[dict[str, Any]], Counter[str], int]:
         """Drop rows delivered up to ``since``; return the rest, their rejections, a cursor."""
+        held: list[tuple[int, int]] = []
         with self._lock:
             base = self._totals_at.get(self._delivered if since is None else since)
             if base is None:  # a cursor this adapter did not hand out (or long forgotten)
@@ -375,6 +410,9 @@ class MqttAdapter(AdapterBase):
                 since = min(since, self._seq)
                 while self._records and self._records[0][0] <= since:
                     self._records.popleft()
+                while self._unacked and self._unacked[0][0] <= since:
+                    _, mid, qos = self._unacked.popleft()
+                    held.append((mid, qos))
                 self._delivered = since
                 self._totals_at = {k: v for k, v in self._totals_at.items() if k >= since}
             records = [record for _, record in self._records]
@@ -389,6 +427,8 @@ class MqttAdapter(AdapterBase):
                 oldest = sorted(k for k in self._totals_at if k != self._delivered)
                 for key in oldest[: len(self._totals_at) - MAX_REMEMBERED_CURSORS]:
                     del self._totals_at[key]
+        if since is not None and held:
+            self._ack(held)
         return records, rejected, cursor
 
     def _batch(self, records: list[dict[str, Any]], rejected: Counter[str], cursor: int,

@@ -12,6 +12,7 @@ from config.city import ConfigError, parse_duration
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 DEFAULT_SESSION_EXPIRY = 3600
+ACK_MODES = ("durable", "receipt")
 
 
 def default_client_id(source_name: str) -> str:
@@ -49,6 +50,9 @@ class MqttSettings:
     keepalive: int = 30
     topic_field: str | None = None
     session_expiry: int = DEFAULT_SESSION_EXPIRY
+    #: When a QoS 1/2 message is acknowledged to the broker: "durable" once the rows
+    #: it gave are held by the caller (the next read says so), "receipt" on arrival.
+    ack: str = "durable"
 
     @classmethod
     def parse(cls, where: str, options: Mapping[str, Any], client_id: str = "") -> MqttSettings:
@@ -86,6 +90,9 @@ class MqttSettings:
                                 options.get("session_expiry", DEFAULT_SESSION_EXPIRY))
         if not 0 <= expiry <= 0xFFFFFFFF:
             raise ConfigError(f"{where}.session_expiry: {expiry:g} s is outside MQTT's range")
+        ack = options.get("ack", "durable")
+        if ack not in ACK_MODES:
+            raise ConfigError(f"{where}.ack: expected one of {', '.join(ACK_MODES)}, got {ack!r}")
         return cls(
             topics=tuple(topics),
             host=text("host") or "127.0.0.1",
@@ -100,8 +107,9 @@ class MqttSettings:
             keepalive=integer("keepalive", 30, 5, 65535),
             topic_field=text("topic_field"),
             session_expiry=int(expiry),
+            ack=ack,
         )
 
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_SESSION_EXPIRY", "DEFAULT_TLS_PORT", "MqttSettings",
+__all__ = ["ACK_MODES", "DEFAULT_PORT", "DEFAULT_SESSION_EXPIRY", "DEFAULT_TLS_PORT", "MqttSettings",
            "check_topic_filter", "default_client_id"]

@@ -298,7 +298,9 @@ def test_persistent_session_delivers_what_was_published_while_away(
     assert first.wait_ready(10), first.last_error
     for i in range(3):
         publisher.send(f"{base_topic}/before-{i}", device(None))
-    assert sorted(Collector(first).until(rows=3)["id"]) == [f"before-{i}" for i in range(3)]
+    collector = Collector(first)
+    assert sorted(collector.until(rows=3)["id"]) == [f"before-{i}" for i in range(3)]
+    collector.poll()  # the next read says the rows are held: now they are acknowledged
     first.close()
     assert not first.connected
 
@@ -311,6 +313,33 @@ def test_persistent_session_delivers_what_was_published_while_away(
     assert second.settings.client_id == first.settings.client_id
     frame = Collector(second).until(rows=len(away))
     assert sorted(frame["id"]) == away  # zero lost, nothing delivered twice
+
+
+def test_a_message_is_acknowledged_only_once_its_rows_are_held(
+        mqtt_broker: tuple[str, int], make_adapter: Any, publisher: Publisher,
+        base_topic: str) -> None:
+    """Rows read but not confirmed by a later read (the reader crashed before keeping
+    them) come back to the next connection of the client id; confirmed ones do not."""
+    host, port = mqtt_broker
+    table = device_table([f"{base_topic}/+"], host=host, port=port, topic_field="id")
+    first = make_adapter(table)
+    assert first.wait_ready(10), first.last_error
+    for i in range(4):
+        publisher.send(f"{base_topic}/held-{i}", device(None))
+    collector = Collector(first)
+    collector.until(rows=4)
+    collector.poll()  # held: acknowledged
+    assert first.acked == 4
+    for i in range(5):
+        publisher.send(f"{base_topic}/lost-{i}", device(None))
+    wait_until(lambda: first.buffered == 5, 10, "5 messages buffered")
+    assert collector.poll() == 9  # read, but the reader dies before a next read confirms them
+    assert first.acked == 4
+    first.close()
+
+    second = make_adapter(table)
+    frame = Collector(second).until(rows=5)
+    assert sorted(frame["id"]) == [f"lost-{i}" for i in range(5)]  # redelivered, only those
 
 
 def test_password_comes_from_the_environment(
