@@ -222,9 +222,10 @@ class MqttAdapter(AdapterBase):
         client.on_message = self._on_message
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = settings.session_expiry
-        # Messages are acknowledged only once held, up to a read later: let the broker
-        # send that many unacknowledged (MQTT's own default is 65,535; a broker may cap it).
-        properties.ReceiveMaximum = min(65535, max(1, settings.buffer))
+        # Messages are acknowledged only once held, a read later: let the broker send
+        # as many unacknowledged as MQTT allows (Mosquitto would stop at 20 otherwise);
+        # past ``buffer`` rows the oldest are dropped and counted, as always.
+        properties.ReceiveMaximum = 65535
         # Never a clean start: the broker keeps the subscriptions and queued QoS 1
         # messages of this client id while it is away.
         client.connect_async(settings.host, settings.port, keepalive=settings.keepalive,
