@@ -85,7 +85,7 @@ class FileAdapter(AdapterBase):
         if unsettled is not None:
             log.warning("source %s: %s", self.source.name, unsettled)
             # Keep what the store holds; the next round reads the file again (cursor None).
-            return Batch(frame=empty_frame(self.role), replace=False, cursor=None,
+            return Batch(frame=empty_frame(self.role), replace=False, cursor=None,  # not the truth
                          warnings=(unsettled,))
         batch = self.normalise(raw)
         batch.rejected.update(notes.rejected)
@@ -101,6 +101,14 @@ class FileAdapter(AdapterBase):
         return batch
 
     _good_size: int | None = None
+
+    def complete_snapshot(self) -> Batch:
+        """:meth:`snapshot`, but a file caught mid-write is a :class:`SourceError` (for
+        readers that load a file once, like replays: they try again at the next read)."""
+        batch = self.snapshot()
+        if not batch.replace:
+            raise SourceError(batch.warnings[0] if batch.warnings else "file not readable yet")
+        return batch
 
     @staticmethod
     def _unsettled(name: str, before: os.stat_result, after: os.stat_result | None,

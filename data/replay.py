@@ -71,7 +71,7 @@ class ReplayAdapter(AdapterBase):
     def _load(self) -> None:
         """Read and normalise the file once; compute each row's offset on the clock."""
         reader = AnyFileAdapter(replace(self.source, adapter=AnyFileAdapter.name), self.context)
-        batch = reader.snapshot()
+        batch = reader.complete_snapshot()
         rows = batch.frame.dropna(subset=["time"]).sort_values("time", kind="stable")
         if self.anchored:
             # Seconds from the clock's start to each recorded time; what lies before

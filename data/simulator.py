@@ -63,7 +63,7 @@ class SensorSimulator(AdapterBase):
     def _load(self) -> Batch:
         reader = AnyFileAdapter(replace(self.source, adapter=AnyFileAdapter.name, simulated=False),
                                 self.context)
-        batch = reader.snapshot()
+        batch = reader.complete_snapshot()
         self._devices = batch.frame.reset_index(drop=True)
         rng = np.random.default_rng(self.seed)
         self._state = rng.random(len(self._devices)) > self.offline_rate

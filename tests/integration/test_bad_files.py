@@ -116,3 +116,22 @@ def test_missing_half_written_and_shrinking_files_are_reported(tmp_path: Path) -
     assert health.last_error is None
     assert health.rows_loaded == 1000
     assert any("shrank" in w for w in health.warnings), health.warnings
+
+
+def test_a_replay_waits_for_a_complete_file(tmp_path: Path) -> None:
+    """A reader that loads its file once (replay) does not load a half-written one."""
+    case = {"header": "id,ts,lat,lon,value,kind", "good": 200, "bad_lines": {},
+            "bad_lines_latin1": {}}
+    complete = file_bytes(case)
+    path = tmp_path / "devices.csv"
+    path.write_bytes(complete[: len(complete) // 2 - 3])
+    data = store_for(path, adapter="replay")
+    source = data.config.sources[0]
+    data.refresh_source(source)
+    health = data.health["devices"]
+    assert health.last_error is not None and "half-written" in health.last_error
+    path.write_bytes(complete)
+    data.refresh_source(source)
+    assert health.last_error is None
+    replay = data.adapter(source)
+    assert len(replay._rows) == 200  # type: ignore[attr-defined]  # loaded whole, to be played
