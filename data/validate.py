@@ -116,6 +116,9 @@ def read_times(raw: pd.Series, timezone: str) -> tuple[pd.Series, np.ndarray]:
         numbers = raw.to_numpy(dtype=float, na_value=np.nan)
         numeric[:] = True
         values = np.full(n, None, dtype=object)
+    elif pd.api.types.infer_dtype(raw, skipna=True) == "string":
+        # All text (a CSV column): classified with vectorised string methods.
+        return _read_text_column(raw, timezone)
     else:
         values = raw.to_numpy(dtype=object)
     for i, value in enumerate(values):
@@ -131,8 +134,34 @@ def read_times(raw: pd.Series, timezone: str) -> tuple[pd.Series, np.ndarray]:
                 text[i] = value
         elif not pd.isna(value):
             text[i] = str(value)
-    numeric &= ~np.isnan(numbers)
-    out = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
+    return _combine(index, numbers, numeric, text, timezone)
+
+
+def _read_text_column(raw: pd.Series, timezone: str) -> tuple[pd.Series, np.ndarray]:
+    stripped = raw.astype("string").str.strip()
+    present = stripped.notna() & stripped.ne("")
+    numeric = (present & stripped.str.fullmatch(_NUMBER.pattern)
+               & ~stripped.str.fullmatch(_COMPACT_DATE.pattern)).fillna(False).to_numpy(dtype=bool)
+    numbers = np.full(len(raw), np.nan)
+    if numeric.any():
+        try:
+            numbers[numeric] = pd.to_numeric(stripped[numeric], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan)
+        except (OverflowError, ValueError, TypeError):
+            numbers[numeric] = [_float(v) for v in stripped[numeric]]
+    is_text = present.to_numpy(dtype=bool) & ~numeric
+    text = np.full(len(raw), None, dtype=object)
+    text[is_text] = stripped[is_text].to_numpy(dtype=object)
+    return _combine(raw.index, numbers, numeric, text, timezone)
+
+
+def _combine(index: pd.Index, numbers: np.ndarray, numeric: np.ndarray, text: np.ndarray,
+             timezone: str) -> tuple[pd.Series, np.ndarray]:
+    """Numbers read as epoch seconds or ms (per value), text as text times, into one column."""
+    n = len(index)
+    numeric = numeric & ~np.isnan(numbers)
+    # UTC as naive nanoseconds while filling: tz-aware values would go through objects.
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
     out_of_span = np.zeros(n, dtype=bool)
     if numeric.any():
         seconds = numbers[numeric]
@@ -143,23 +172,22 @@ def read_times(raw: pd.Series, timezone: str) -> tuple[pd.Series, np.ndarray]:
         where = np.flatnonzero(numeric)
         out_of_span[where[~fine]] = True
         stamps = pd.to_datetime(np.round(seconds[fine] * 1e6).astype(np.int64), unit="us", utc=True)
-        out.iloc[where[fine]] = stamps.astype("datetime64[ns, UTC]")
+        out[where[fine]] = stamps.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     has_text = np.array([t is not None for t in text], dtype=bool)
     if has_text.any():
-        parsed, beyond = _parse_text(pd.Series(text[has_text], dtype=object), timezone)
+        parsed, beyond = _parse_text(pd.Series(text[has_text], dtype="string"), timezone)
         where = np.flatnonzero(has_text)
-        out.iloc[where] = parsed.to_numpy()
+        out[where] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
         out_of_span[where[beyond]] = True
-    return out, out_of_span
+    return pd.Series(out, index=index).dt.tz_localize("UTC"), out_of_span
 
 
 def _parse_text(text: pd.Series, timezone: str) -> tuple[pd.Series, np.ndarray]:
     """Text times, each value parsed with its own format (``format="mixed"``)."""
     try:
         has_offset = text.str.contains(_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
-        aware = pd.to_datetime(text.where(has_offset), errors="coerce", format="mixed",
-                               utc=True)
-        naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format="mixed")
+        aware = _to_datetime(text.where(has_offset), utc=True)
+        naive = _to_datetime(text.where(~has_offset), utc=False)
         naive = _localize(naive, timezone).dt.tz_convert("UTC")
         parsed = aware.where(has_offset, naive)
         return _within_span(parsed)
@@ -167,6 +195,18 @@ def _parse_text(text: pd.Series, timezone: str) -> tuple[pd.Series, np.ndarray]:
         one = [_parse_one(v, timezone) for v in text]
         times = pd.Series([t for t, _ in one], index=text.index, dtype="datetime64[ns, UTC]")
         return times, np.array([b for _, b in one], dtype=bool)
+
+
+def _to_datetime(text: pd.Series, utc: bool) -> pd.Series:
+    """ISO 8601 first (fast), then each value that is not ISO with its own format."""
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=utc)
+    retry = (parsed.isna() & text.notna()).to_numpy(dtype=bool)
+    if retry.any():
+        again = pd.to_datetime(text[retry], errors="coerce", format="mixed", utc=utc)
+        unit = _unit(parsed)
+        parsed = parsed.astype(again.dtype) if _unit(again) != unit and len(again) else parsed
+        parsed[retry] = again.to_numpy()
+    return parsed
 
 
 def _parse_one(value: str, timezone: str) -> tuple[pd.Timestamp | None, bool]:
