@@ -1,10 +1,11 @@
-"""Nothing acknowledged is lost: QoS 1 messages across a change of ingest leader.
+"""Nothing acknowledged is lost: QoS 1 messages across a killed leader or a Redis restart.
 
 Two real gunicorn workers share one live city through Redis; an MQTT source reads a
 real Mosquitto. Messages are published with QoS 1 (each acknowledged by the broker
-before the next), the ingest leader is killed with SIGKILL right after a burst, more
-are published, and every broker-acknowledged message must be in the city exactly
-once (rows are kept per id: one row per message id, none missing).
+before the next); right after a burst the ingest leader is killed with SIGKILL, or
+Redis is killed and comes back empty 5 s later; more are published meanwhile, and
+every broker-acknowledged message must be in the city exactly once (rows are kept per
+id: one row per message id, none missing).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from tests.conftest import REPO, free_port, port_open, require, wait_for_http
 from tests.integration.test_mqtt import Publisher, device, device_table
-from tests.integration.test_shared_live import URL_ENV, _toml, delete_keys, get
+from tests.integration.test_shared_live import URL_ENV, _toml, get
 
 pytestmark = pytest.mark.service
 
@@ -56,13 +57,30 @@ def rows(doc: dict[str, Any]) -> int:
     return int(next(s["rows_loaded"] for s in doc["sources"] if s["name"] == "devices"))
 
 
-@pytest.mark.parametrize("ack", ["durable"])
-def test_killing_the_ingest_leader_loses_no_acknowledged_message(
-        tmp_path: Path, redis_url: str, ack: str) -> None:
+@pytest.mark.parametrize("fault", ["kill-leader", "restart-redis"])
+def test_a_fault_mid_stream_loses_no_acknowledged_message(
+        tmp_path: Path, fault: str, ack: str = "durable") -> None:
     require(subprocess.run([sys.executable, "-c", "import gunicorn"]).returncode == 0,
             "gunicorn is not installed in this environment")
     require(port_open("127.0.0.1", 1883), "Mosquitto is not listening on 127.0.0.1:1883")
     from data.mqtt import forget_session
+
+    # A private Redis (the shared one is never stopped), empty when it comes back.
+    server_path = Path("/usr/bin/redis-server")
+    require(server_path.exists(), "redis-server is not installed (needed for a private Redis)")
+    redis_port = free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([str(server_path), "--port", str(redis_port), "--save", "",
+                                    "--appendonly", "no", "--dir", str(tmp_path)],
+                                   stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", redis_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return process
+
+    redis_server = start_redis()
 
     prefix = f"citybrain-test-{uuid.uuid4().hex[:10]}:"
     topic = f"citybrain-test/{uuid.uuid4().hex}"
@@ -103,18 +121,27 @@ def test_killing_the_ingest_leader_loses_no_acknowledged_message(
                                                     for d in s.values()), 30, log)
         leader = next(p for p, d in seen.items() if d["ingest"]["role"] == "leader")
         burst(150)  # the leader is reading these when it dies
-        os.kill(leader, signal.SIGKILL)
         killed_at = time.monotonic()
-        burst(150)  # while the lead changes hands
+        if fault == "kill-leader":
+            os.kill(leader, signal.SIGKILL)
+            burst(150)  # while the lead changes hands
+        else:
+            redis_server.kill()
+            redis_server.wait()
+            burst(150)  # while nobody may ingest
+            time.sleep(5)
+            redis_server = start_redis()
         total = len(sent)
         final = health_by_worker(
-            base, lambda s: any(p != leader and d["ingest"]["role"] == "leader"
+            base, lambda s: any((p != leader or fault != "kill-leader")
+                                and d["ingest"]["role"] == "leader"
                                 and rows(d) >= total for p, d in s.items()), 90, log)
-        new_leader = next(p for p, d in final.items()
-                          if p != leader and d["ingest"]["role"] == "leader")
-        print(f"\nmqtt failover (ack={ack}): {total} acknowledged by the broker, "
+        new_leader = next(p for p, d in final.items() if rows(d) >= total
+                          and (p != leader or fault != "kill-leader")
+                          and d["ingest"]["role"] == "leader")
+        print(f"\nmqtt {fault} (ack={ack}): {total} acknowledged by the broker, "
               f"{rows(final[new_leader])} in the city, {total - rows(final[new_leader])} lost; "
-              f"all in {time.monotonic() - killed_at:.1f} s after SIGKILL of the leader")
+              f"all in {time.monotonic() - killed_at:.1f} s after the fault")
         assert rows(final[new_leader]) == total  # every acknowledged message, once
         rejected = next(s for s in final[new_leader]["sources"] if s["name"] == "devices")
         assert not rejected.get("rejected"), rejected
@@ -126,5 +153,6 @@ def test_killing_the_ingest_leader_loses_no_acknowledged_message(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        delete_keys(redis_url, prefix)
+        redis_server.kill()
+        redis_server.wait()
         forget_session("127.0.0.1", 1883, source["client_id"])
