@@ -32,11 +32,17 @@ def cell_selector(cell: int) -> Selector:
     return select
 
 
-def cells_selector(base_cells: np.ndarray) -> Selector:
-    cells = np.asarray(base_cells, dtype=np.int64)
+def cells_selector(cells: np.ndarray) -> Selector:
+    """Rows whose exact cell (:func:`~geo.exact.cells_of_rows`) at the resolution of
+    ``cells`` (all at one) is one of them: a point by ``latLngToCell`` there, whatever
+    resolution its stored ``cell`` is at."""
+    wanted = np.asarray(cells, dtype=np.int64)
+    res = cell_resolution(int(wanted[0])) if len(wanted) else None
 
     def select(frame: pd.DataFrame) -> np.ndarray:
-        return np.isin(frame["cell"].to_numpy(), cells)
+        if res is None or frame.empty:
+            return np.zeros(len(frame), dtype=bool)
+        return np.isin(cells_of_rows(frame, res), wanted)
 
     return select
 

@@ -39,6 +39,25 @@ class BoundaryLevel:
         return float(west), float(south), float(east), float(north)
 
 
+def cells_at(level: BoundaryLevel, res: int,
+             cache: OverlapCache | Path | None = None) -> np.ndarray:
+    """Every cell at ``res`` overlapping one of the level's units, sorted and distinct.
+
+    Found by overlap at ``res`` itself (through ``cache``), not as parents of the base
+    cells: an H3 parent does not cover its children, so parents miss hexagons at the
+    edge that points inside the units fall in.
+    """
+    if level.units.empty:
+        return np.empty(0, dtype=np.int64)
+    pieces = apportion(_as_areas(level.units, level.spec.level), res, cache)
+    return np.unique(pieces["cell"].to_numpy(dtype=np.int64))
+
+
+def _as_areas(units: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
+    """Units as areas for :func:`~geo.areal.apportion` (value 1, source the level)."""
+    return units.assign(value=1.0, source=level)[["id", "name", "value", "source", "geometry"]]
+
+
 def boundary_to_wgs84(units: gpd.GeoDataFrame, crs: str | None) -> gpd.GeoDataFrame:
     """Boundary polygons in WGS84: from the file's CRS, the configured one, or GCJ-02/BD-09."""
     import shapely
@@ -73,9 +92,7 @@ def load_boundary(spec: Boundary, base_res: int,
         frame["parent"] = units[spec.parent_field].astype(str).to_numpy()
     frame = frame.dissolve(by="name", as_index=False, aggfunc="first") \
         if frame["name"].duplicated().any() else frame
-    pieces = apportion(
-        frame.assign(value=1.0, source=spec.level)[["id", "name", "value", "source", "geometry"]],
-        base_res, cache)
+    pieces = apportion(_as_areas(frame, spec.level), base_res, cache)
     best = pieces.sort_values("area_m2", ascending=False).drop_duplicates("cell")
     return BoundaryLevel(spec=spec, units=frame, cells=best[["cell", "name"]]
                          .reset_index(drop=True))

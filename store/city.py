@@ -30,11 +30,10 @@ from config.clock import CityClock
 from data import Adapter, AdapterContext, Batch, SourceError, get_adapter_class
 from data.base import empty_frame
 from geo.areal import OverlapCache, apportion
-from geo.hexes import parents
 from layers import LAYERS, outline_layers
 from layers.aggregate import aggregate, cells_in_view, filter_rows
 from layers.base import Metric
-from store.boundaries import BoundaryLevel, display_geometries, load_boundary
+from store.boundaries import BoundaryLevel, cells_at, display_geometries, load_boundary
 from store.entities import locate
 from store.health import SourceHealth
 from store.history import HistoryError, ReplayStore, open_history, state_at
@@ -386,18 +385,23 @@ class CityData:
         return cached  # type: ignore[return-value]
 
     def footprint(self, res: int) -> np.ndarray:
-        """The city's cells at ``res``: those covering its top admin level (cached).
+        """The city's cells at ``res``: every one overlapping its top admin level (cached).
 
         The map draws this grid, not only the cells that have data, so a live update
-        changes values on a fixed set of hexagons instead of resending geometry.
+        changes values on a fixed set of hexagons instead of resending geometry. The
+        cells are the boundary's own at ``res`` (:func:`store.boundaries.cells_at`), not
+        parents of its base cells, which miss edge hexagons its points fall in.
         """
         key = ("footprint", res)
         with self._lock:
             cached = self._outlines.get(key)
         if cached is None:
-            base = self.boundaries[0].cells["cell"].to_numpy() if self.boundaries \
-                else np.empty(0, dtype=np.int64)
-            cached = np.unique(parents(base, res)) if len(base) else base
+            if not self.boundaries:
+                cached = np.empty(0, dtype=np.int64)
+            elif res == self.config.map.base_res:
+                cached = np.unique(self.boundaries[0].cells["cell"].to_numpy(dtype=np.int64))
+            else:
+                cached = cells_at(self.boundaries[0], res, self.overlap_cache)
             with self._lock:
                 self._outlines[key] = cached
         return cached  # type: ignore[no-any-return]

@@ -17,7 +17,8 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pandas as pd
 
-from geo.hexes import parents, resolution_of
+from geo.exact import cell_column, index_exact
+from geo.hexes import resolution_of
 from ops.events.model import (
     AUTO_DISPATCH,
     SYSTEM,
@@ -89,12 +90,21 @@ def reports_from_frame(frame: pd.DataFrame, merge_res: int,
     placed = np.isfinite(lat) & np.isfinite(lon)
     cells = frame["cell"].to_numpy(dtype=np.int64) if "cell" in frame else \
         np.zeros(len(frame), dtype=np.int64)
-    merge_cells = np.zeros(len(frame), dtype=np.int64)
-    # Parents of the stored base cells, as the map aggregates; a row whose cell is
-    # coarser than merge_res (or absent) is indexed afresh from its coordinates.
-    usable = placed & (cells > 0)
-    usable[usable] &= resolution_of(cells[usable]) >= merge_res
-    merge_cells[usable] = parents(cells[usable], merge_res)
+    # Each report's exact cell at merge_res (latLngToCell, as the map aggregates): the
+    # row's own cell_<merge_res> when indexing filled it (or its base cell when that is
+    # at merge_res), else indexed from its coordinates.
+    column = cell_column(merge_res)
+    if column in frame and frame[column].dtype.kind in "iu":  # else: holes, re-index
+        known = frame[column].to_numpy(dtype=np.int64)
+    else:
+        known = cells.copy()
+        known[known > 0] *= resolution_of(known[known > 0]) == merge_res
+    usable = placed & (known > 0)
+    merge_cells = np.where(usable, known, 0)
+    fresh = placed & ~usable & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
+    if fresh.any():
+        merge_cells[fresh] = index_exact(lat[fresh], lon[fresh], [merge_res])[merge_res]
+    usable |= fresh
     categories = _text_column(frame, "category", dirty)
     channels = _text_column(frame, "channel", dirty)
     descriptions = _text_column(frame, "descriptor", dirty)

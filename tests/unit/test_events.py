@@ -321,7 +321,7 @@ def _expected_311(now: pd.Timestamp) -> dict[str, Any]:
     by_category = hours.groupby(raw.loc[hours.index, "complaint_type"])
 
     opened = raw[~is_closed].copy()
-    opened["cell9"] = [h3.cell_to_parent(h3.latlng_to_cell(a, b, 10), 9)
+    opened["cell9"] = [h3.latlng_to_cell(a, b, 9)
                        for a, b in zip(opened.latitude, opened.longitude, strict=True)]
     opened["key"] = opened.unique_key.astype(str)
     events: list[dict[str, Any]] = []  # in creation order = earliest first
