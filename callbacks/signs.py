@@ -166,8 +166,11 @@ def skill_text(predicted: Forecast, language: str) -> tuple[str, str]:
     """The forecast's skill at its last step against its baseline, and a tone class.
 
     ``skill +23% vs persistence``; ``no skill: not better than persistence`` (the
-    forecast rule does not fire on it); ``forecast not backtested``.
+    forecast rule does not fire on it); ``forecast not backtested``; ``backtest pending``
+    (the first backtest is still running in the background).
     """
+    if predicted.pending:
+        return t("signs.pending", language), "ops-flat"
     if not predicted.skill or not predicted.baseline:
         return t("signs.untested", language), "ops-flat"
     skill, base = predicted.skill[-1], predicted.baseline[-1]

@@ -187,6 +187,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "signs.skill": ("预测技能 {skill}（对比{baseline}）", "skill {skill} vs {baseline}"),
     "signs.no_skill": ("无预测技能：不优于{baseline}", "no skill: not better than {baseline}"),
     "signs.untested": ("预测未经回测", "forecast not backtested"),
+    "signs.pending": ("回测进行中", "backtest pending"),
     "signs.model.persistence": ("持续法（上一值）", "persistence"),
     "signs.model.seasonal_naive": ("季节朴素法", "seasonal naive"),
     "signs.model.ets": ("指数平滑", "ETS"),

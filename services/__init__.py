@@ -333,7 +333,8 @@ def _start_signs(store: CityData, engine: IngestEngine, heartbeat: Heartbeat,
 
     settings = store.config.section(SIGNS_SECTION)
     assert settings is not None  # only started for a city with indicators or rules
-    signs = VitalSigns.from_config(store, settings, ledger=ledger)
+    # Backtests in the background: the first page after start-up does not wait for them.
+    signs = VitalSigns.from_config(store, settings, ledger=ledger, background_backtests=True)
     last = 0.0
 
     def after_round(_changed: bool) -> None:

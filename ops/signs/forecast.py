@@ -71,6 +71,8 @@ class Forecast:
     models: tuple[str, ...] = ()
     #: The backtest behind ``skill`` (an :class:`ops.signs.backtest.Backtest`), if any.
     backtest: Any = None
+    #: The first backtest is still running (in the background): persistence meanwhile.
+    pending: bool = False
 
     def skill_at(self, when: pd.Timestamp) -> float:
         """The skill at forecast time ``when`` (NaN when unknown)."""
@@ -110,7 +112,7 @@ class Forecast:
             "lower": [_json_number(v) for v in self.lower],
             "upper": [_json_number(v) for v in self.upper],
             "skill": [_json_number(v) for v in self.skill], "baseline": list(self.baseline),
-            "models": list(self.models),
+            "models": list(self.models), "pending": self.pending,
             "backtest": None if self.backtest is None else self.backtest.as_dict(),
         }
 

@@ -39,8 +39,10 @@ _THRESHOLD_KEYS = frozenset({"warn", "alarm", "direction"})
 _FORECAST_KEYS = frozenset({"horizon", "history", "season", "retest"})
 #: Most buckets of history a forecast is backtested and fitted on (bounds the cost).
 MAX_HISTORY_BUCKETS = 2016
-#: History backtested by default: a week, or :data:`MAX_HISTORY_BUCKETS` if fewer.
-DEFAULT_HISTORY = 7 * 86400.0
+#: History backtested by default: four weeks, or :data:`MAX_HISTORY_BUCKETS` if fewer
+#: (where the data are shorter, what there is). More origins further apart make the
+#: significance test of the model choice sharper than a week's did.
+DEFAULT_HISTORY = 28 * 86400.0
 #: Backtests are rerun once this many new buckets have arrived (by default).
 DEFAULT_RETEST_BUCKETS = 6
 
@@ -104,7 +106,7 @@ class ForecastSpec:
 
     horizon: float = 3 * 3600.0
     #: How much of the indicator's own history the models are backtested and fitted on
-    #: (None: a week, at most :data:`MAX_HISTORY_BUCKETS` buckets).
+    #: (None: four weeks, at most :data:`MAX_HISTORY_BUCKETS` buckets).
     history: float | None = None
     #: Seasonal period (default one day; None: no season): the seasonal-naive baseline's
     #: lag, and ETS's season once the history holds two full seasons.

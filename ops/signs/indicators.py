@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from config.i18n import pick
+from ops.signs.background import BackgroundBacktests
 from ops.signs.backtest import Backtest, backtest, skilful_forecast
 from ops.signs.forecast import Forecast
 from ops.signs.rows import (
@@ -195,10 +196,14 @@ class IndicatorHistory:
     worker samples for itself.
     """
 
-    def __init__(self, max_samples: int = 4096, refit_every: float | None = None) -> None:
+    def __init__(self, max_samples: int = 4096, refit_every: float | None = None,
+                 background: bool = False) -> None:
         self.max_samples = max_samples
         #: City seconds a forecast is reused for (None: a sixth of the indicator's bucket).
         self.refit_every = refit_every
+        #: Backtests run on a worker thread (:mod:`ops.signs.background`) instead of
+        #: in the evaluation that needs them; None: run in place.
+        self.backtests = BackgroundBacktests() if background else None
         self._times: dict[str, list[int]] = {}
         self._values: dict[str, list[float]] = {}
         self._forecasts: dict[str, tuple[pd.Timestamp, tuple[float, ...], Forecast]] = {}
@@ -273,6 +278,28 @@ class IndicatorHistory:
     def store_backtest(self, name: str, now: pd.Timestamp, result: Backtest | None) -> None:
         with self._lock:
             self._backtests[name] = (now, result)
+
+    def latest_backtest(self, name: str) -> tuple[bool, Backtest | None]:
+        """(found, backtest): the indicator's latest backtest, however old."""
+        with self._lock:
+            cached = self._backtests.get(name)
+        return (False, None) if cached is None else (True, cached[1])
+
+    def backtest_later(self, name: str, now: pd.Timestamp, values: np.ndarray, horizon: int,
+                       season: int | None) -> None:
+        """Queue a backtest of ``values`` on the worker; it is stored as run at ``now``."""
+        assert self.backtests is not None
+        values = np.array(values, dtype=float)  # the job's own copy
+
+        def job() -> None:
+            try:
+                result = backtest(values, horizon, season)
+            except Exception:
+                log.exception("backtest of %s failed", name)
+                result = None  # stored: no retry before the next retest
+            self.store_backtest(name, now, result)
+
+        self.backtests.submit(name, job)
 
     def clear(self) -> None:
         with self._lock:
@@ -436,9 +463,17 @@ def _forecast(indicator: Indicator, values: pd.Series, now: pd.Timestamp,
         return None
     steps = max(1, int(math.ceil(spec.horizon / indicator.bucket - 1e-9)))
     season = spec.season_buckets(indicator.bucket)
+    if indicator.bucketed:
+        values = _from_first_data(values)
     found, tested = (False, None) if history is None else history.cached_backtest(
         indicator.name, now, spec.retest_after(indicator.bucket))
-    if not found:
+    pending = False
+    if not found and history is not None and history.backtests is not None:
+        # Off the refresh path: the last backtest (if any) serves until the new one lands.
+        history.backtest_later(indicator.name, now, values.to_numpy(), steps, season)
+        found, tested = history.latest_backtest(indicator.name)
+        pending = not found
+    elif not found:
         tested = backtest(values.to_numpy(), steps, season)
         if history is not None:
             history.store_backtest(indicator.name, now, tested)
@@ -447,13 +482,27 @@ def _forecast(indicator: Indicator, values: pd.Series, now: pd.Timestamp,
         else indicator.bucket / 6
     if history is not None:
         cached = history.cached_forecast(indicator.name, now, inputs, refit)
-        if cached is not None and cached.backtest is tested:
+        if cached is not None and cached.backtest is tested and cached.pending == pending:
             return cached
-    result = skilful_forecast(values, steps, season=season, tested=tested,
+    result = skilful_forecast(values, steps, season=season, tested=tested, pending=pending,
                               step=pd.Timedelta(seconds=indicator.bucket))
     if history is not None:
         history.store_forecast(indicator.name, now, inputs, result)
     return result
+
+
+def _from_first_data(values: pd.Series) -> pd.Series:
+    """The series from its first bucket with a non-zero value on.
+
+    A snapshot's rows say nothing of the time before the first of them, yet its buckets
+    there count zero: weeks of such zeros in a four-week history would be backtested as
+    if they were data (every model exact there, so nothing could ever beat persistence).
+    """
+    data = values.to_numpy(dtype=float)
+    nonzero = np.flatnonzero(np.isfinite(data) & (data != 0))
+    if len(nonzero) == 0 or nonzero[0] == 0:
+        return values
+    return values.iloc[int(nonzero[0]):]
 
 
 def evaluate(data: CityData, indicator: Indicator, now: pd.Timestamp,

@@ -39,10 +39,13 @@ class VitalSigns:
 
     def __init__(self, data: CityData, indicators: Sequence[Indicator], rules: Sequence[Rule] = (),
                  *, history: IndicatorHistory | None = None, max_age: float = 2.0,
-                 with_forecast: bool = True, ledger: AlertLedger | None = None) -> None:
+                 with_forecast: bool = True, ledger: AlertLedger | None = None,
+                 background_backtests: bool = False) -> None:
         self.data = data
         self.indicators = tuple(indicators)
-        self.history = history or IndicatorHistory()
+        #: With ``background_backtests`` (the running app) forecasts are backtested on a
+        #: worker thread: a refresh never waits for one (:mod:`ops.signs.background`).
+        self.history = history or IndicatorHistory(background=background_backtests)
         self.book = AlertBook(rules, self.indicators, self.history, ledger=ledger)
         self.max_age = max_age
         self.with_forecast = with_forecast

@@ -113,9 +113,12 @@ def break_forecast(c: City) -> None:
 
 
 def recover_forecast(c: City) -> None:
-    for hour in range(16):  # then a steady fall, 38, 36 … 8 an hour (the trend still wins)
+    # Then a steady fall, 39, 38 … 16 an hour, for a day: the whole history the live source
+    # keeps is the fall, where the trend beats persistence clearly (significantly, as a
+    # model must to be used; over a turn it does not).
+    for hour in range(24):
         c.clock.advance(hours=1)
-        c.report(reports(c.clock.now(), [f"f{hour}-{i}" for i in range(38 - 2 * hour)]))
+        c.report(reports(c.clock.now(), [f"f{hour}-{i}" for i in range(39 - hour)]))
 
 
 def break_cell_count(c: City) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from ops.signs.backtest import (
     fit_positions,
     rolling_origins,
     skilful_forecast,
+    superiority_pvalue,
 )
 from ops.signs.indicators import IndicatorHistory, evaluate
 from ops.signs.service import VitalSigns
@@ -88,7 +91,8 @@ def test_rolling_origins_are_the_latest_possible_spread_evenly() -> None:
 def test_backtest_equals_a_plain_numpy_rolling_origin_backtest() -> None:
     y = seasonal_series(80)
     horizon, season = 3, 24
-    result = backtest(y, horizon, season)
+    # alpha=None: the choice by the lowest MAE alone (the significance rule is tested below).
+    result = backtest(y, horizon, season, alpha=None)
     assert result is not None
     # Seasonal ETS needs two seasons and two points; every model is judged on the same origins.
     min_train = 2 * season + 2
@@ -166,6 +170,84 @@ def test_each_step_uses_the_model_best_there() -> None:
     assert made.method == "blend" and made.mean[0] == y[-1] and made.mean[-1] == y[-13]
     assert all(result.mae[m][h] == best[h] for h, m in enumerate(made.models))
     assert made.skill[0] == 0 and made.skill[-1] > 0.5
+
+
+# ------------------------------------------------ a clear margin, or persistence
+def cycle_on_ar1(amplitude: float, seed: int, n: int = 24 * 40) -> np.ndarray:
+    """A daily cycle under AR(1) noise (φ 0.9): persistence and the cycle compete."""
+    rng = np.random.default_rng(seed)
+    shocks = rng.normal(0, 2, n)
+    drift = np.zeros(n)
+    for i in range(1, n):
+        drift[i] = 0.9 * drift[i - 1] + shocks[i]
+    return 50 + amplitude * np.sin(2 * np.pi * np.arange(n) / 24) + drift
+
+
+def plain_choice(y: np.ndarray, origins: np.ndarray, horizon: int, season: int,
+                 ) -> tuple[list[str], list[float]]:
+    """Per step: seasonal-naive when its absolute errors are lower than persistence's by a
+    paired one-sided t-test at 5 % (scipy), else persistence; and the p-values."""
+    from scipy.stats import ttest_rel
+
+    chosen, p_values = [], []
+    for h in range(1, horizon + 1):
+        actual = np.array([y[t + h - 1] for t in origins])
+        persistence = np.abs(actual - np.array([y[t - 1] for t in origins]))
+        seasonal = np.abs(actual - np.array([y[t + h - 1 - season * math.ceil(h / season)]
+                                             for t in origins]))
+        p = float(ttest_rel(persistence, seasonal, alternative="greater").pvalue)
+        p_values.append(p)
+        chosen.append("seasonal_naive" if seasonal.mean() < persistence.mean() and p < 0.05
+                      else "persistence")
+    return chosen, p_values
+
+
+def test_superiority_pvalue_is_the_paired_t_test_when_forecasts_do_not_overlap() -> None:
+    from scipy.stats import ttest_rel
+
+    rng = np.random.default_rng(4)
+    kept, challenger = rng.normal(0, 3, 40), rng.normal(0, 2.6, 40)
+    expected = ttest_rel(np.abs(kept), np.abs(challenger), alternative="greater").pvalue
+    assert superiority_pvalue(kept, challenger) == pytest.approx(expected, rel=1e-9)
+    # Errors of overlapping forecasts are correlated: the same margin is less evidence.
+    smooth = np.repeat(rng.normal(0.3, 1.0, 10), 4)
+    assert superiority_pvalue(np.abs(challenger) + smooth, challenger, overlap=3) > \
+        superiority_pvalue(np.abs(challenger) + smooth, challenger)
+    assert superiority_pvalue(kept[:4], challenger[:4]) == 1.0  # too few origins
+
+
+@pytest.mark.parametrize(("amplitude", "seed"), [(2.0, 0), (2.0, 1), (3.0, 0), (3.0, 1)])
+def test_persistence_is_kept_unless_a_model_beats_it_significantly(amplitude: float,
+                                                                    seed: int) -> None:
+    y = cycle_on_ar1(amplitude, seed)
+    naive = (MODELS[0], MODELS[1])
+    result = backtest(y, 12, 24, models=naive)
+    assert result is not None
+    origins = np.array(result.origins)
+    assert np.diff(origins).min() > 12  # no two forecasts share an actual: no overlap
+    chosen, p_values = plain_choice(y, origins, 12, 24)
+    assert list(result.chosen) == chosen
+    for h, name in enumerate(chosen):
+        if name == "seasonal_naive":
+            assert result.p_value[h] == pytest.approx(p_values[h], rel=1e-6)
+        else:
+            assert math.isnan(result.p_value[h]) and result.skill[h] == 0
+    # On these series a slimmer margin (the lowest MAE alone) switches at more steps.
+    slim = backtest(y, 12, 24, models=naive, alpha=None)
+    assert slim is not None
+    assert sum(c != "persistence" for c in slim.chosen) > sum(c != "persistence" for c in chosen)
+
+
+def test_where_the_cycle_clearly_wins_it_is_used() -> None:
+    # A strong cycle: from a few hours ahead the day before is far better than the last
+    # value (an hour ahead the slow noise still favours the last value).
+    y = cycle_on_ar1(15.0, 2)
+    result = backtest(y, 12, 24, models=(MODELS[0], MODELS[1]))
+    assert result is not None and result.chosen[3:] == ("seasonal_naive",) * 9
+    chosen, p_values = plain_choice(y, np.array(result.origins), 12, 24)
+    assert chosen == list(result.chosen) and max(result.p_value[3:]) < 1e-4
+    np.testing.assert_allclose(result.p_value[3:], p_values[3:], rtol=1e-6)
+    assert min(result.skill[3:]) > 0.3
 
 
 def test_too_short_a_history_is_not_backtested() -> None:
@@ -280,9 +362,51 @@ def test_forecast_settings_are_checked() -> None:
     assert spec is not None and spec.season is None and spec.retest == 7200
     default = parse_indicator(base).forecast
     assert default is not None and default.season_buckets(3600) == 24
-    assert default.history_span(3600) == 7 * 86400 and default.retest_after(3600) == 6 * 3600
+    assert default.history_span(3600) == 28 * 86400 and default.retest_after(3600) == 6 * 3600
     assert default.history_span(60) == 2016 * 60  # bounded
     with pytest.raises(ConfigError, match=r"forecast.history: .* at most 2016 are backtested"):
         parse_indicator({**base, "bucket": "5m", "forecast": {"history": "30d"}})
     with pytest.raises(ConfigError, match="unknown key"):
         parse_indicator({**base, "forecast": {"models": ["ets"]}})
+
+
+# ------------------------------------------------------ in the background
+def test_backtests_run_in_the_background_and_a_refresh_never_waits(tmp_path: Path) -> None:
+    from callbacks.signs import skill_text
+
+    counts = np.clip(np.round(seasonal_series(24 * 6, seed=2, noise=1.0)), 0, None)
+    raw, now = hourly_requests(counts)
+    data = requests_city(tmp_path, raw)
+    config = {"indicators": [{"name": "rph", "layer": "government", "kind": "rate",
+                              "window": "24h", "forecast": {"horizon": "3h"}}],
+              "rules": [{"name": "rising", "kind": "forecast", "indicator": "rph",
+                         "above": 1000, "within": "2h"}]}
+    signs = VitalSigns.from_config(data, config, max_age=0, background_backtests=True)
+    worker = signs.history.backtests
+    assert worker is not None
+    # The worker is busy with something else: a refresh that waited for the backtest
+    # would block here until the hold is released.
+    release = threading.Event()
+    assert worker.submit("hold", lambda: release.wait(60) and None)
+    started = time.perf_counter()
+    readings, changes = signs.refresh(now)
+    assert time.perf_counter() - started < 30
+    predicted = readings[0].forecast
+    assert predicted is not None and predicted.pending and predicted.backtest is None
+    assert predicted.models == ("persistence",) * 3 and predicted.mean == (counts[-1],) * 3
+    assert all(math.isnan(s) for s in predicted.skill) and predicted.note == "backtest pending"
+    assert predicted.as_dict()["pending"] is True
+    assert skill_text(predicted, "en")[0] == "backtest pending"
+    assert "backtest pending" in changes.errors["rising"]
+    assert worker.pending("rph") and not worker.submit("rph", lambda: None)  # queued once
+    release.set()
+    assert worker.wait(timeout=120)
+    readings, changes = signs.refresh(now)
+    predicted = readings[0].forecast
+    assert predicted is not None and not predicted.pending
+    # What landed is the backtest an in-place evaluation runs on the same history.
+    in_place = evaluate(data, signs.indicators[0], now).forecast
+    assert in_place is not None and predicted.backtest == in_place.backtest
+    assert predicted.models == in_place.models and predicted.mean == in_place.mean
+    assert set(predicted.models) <= {"seasonal_naive", "ets"} and min(predicted.skill) > 0
+    assert "rising" not in changes.errors

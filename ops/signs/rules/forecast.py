@@ -132,6 +132,8 @@ def _first_skilful_crossing(predicted: Forecast, limit: float, direction: str, b
 def no_skill(predicted: Forecast) -> str:
     """Why a forecast is not trusted, in one line."""
     tested = predicted.backtest
+    if tested is None and predicted.pending:
+        return "forecast backtest pending (running in the background); not trusted yet"
     if tested is None:
         return f"forecast not backtested ({predicted.note or 'too little history'}); not trusted"
     if tested.only_persistence:
