@@ -196,6 +196,8 @@ class DependencyWatch:
                     (health.last_error_at or health.last_read) >= health.last_read:
                 findings.append(Finding(name, "source", "down", health.last_error,
                                         health.last_error_at))
+            elif (slow := health.slow(now)) is not None:
+                findings.append(Finding(name, "source", "stale", slow, health.reading_since))
             elif health.is_stale(now):
                 last = health.last_data or health.last_read
                 findings.append(Finding(name, "source", "stale",

@@ -67,6 +67,9 @@ class CityData:
         self._adapters: dict[str, Adapter] = {}
         self._cursors: dict[str, Any] = {}
         self._lock = threading.RLock()
+        #: Held while a batch, an error or an expiry is applied: sources are read on
+        #: threads of their own (store.ingest), their changes land one at a time.
+        self.write_lock = threading.RLock()
         # Values per cell, and per-source running sums (frames) of incremental metrics.
         self._aggregates: OrderedDict[tuple[Any, ...], pd.Series | pd.DataFrame] = OrderedDict()
         self._outlines: dict[tuple[Any, ...], Any] = {}
@@ -137,13 +140,16 @@ class CityData:
             else:
                 batch = adapter.snapshot()
         except SourceError as exc:
-            self._record_error(health, str(exc), now)
+            with self.write_lock:
+                self._record_error(health, str(exc), now)
             return
         except Exception as exc:  # an adapter bug must not stop the other sources
             log.exception("source %s failed", source.name)
-            self._record_error(health, f"{type(exc).__name__}: {exc}", now)
+            with self.write_lock:
+                self._record_error(health, f"{type(exc).__name__}: {exc}", now)
             return
-        self.apply_batch(source, batch, now)
+        with self.write_lock:
+            self.apply_batch(source, batch, now)
 
     def _record_error(self, health: SourceHealth, message: str, now: datetime) -> None:
         log.warning("source %s: %s", health.name, message)

@@ -34,10 +34,27 @@ class SourceHealth:
     #: The newest rejected rows and messages, with their reason and raw value.
     dead_letters: deque[DeadLetter] = field(
         default_factory=lambda: deque(maxlen=DEAD_LETTERS_KEPT))
+    #: When the read now running started (None: no read running), and how long it may take.
+    reading_since: datetime | None = None
+    read_deadline: float | None = None
+
+    def slow(self, now: datetime | None = None) -> str | None:
+        """"slow since …" while a read runs past its deadline, else None."""
+        since, deadline = self.reading_since, self.read_deadline
+        if since is None or deadline is None:
+            return None
+        running = ((now or datetime.now(UTC)) - since).total_seconds()
+        if running <= deadline:
+            return None
+        return (f"slow since {iso(since, 'seconds')}: a read has been running for "
+                f"{running:.0f} s, past its {deadline:g} s deadline")
 
     def is_stale(self, now: datetime | None = None) -> bool:
-        """Stale when the last read failed, or no data arrived within ``stale_after``."""
+        """Stale when the last read failed, a read runs past its deadline, or no data
+        arrived within ``stale_after``."""
         if self.last_read is None:
+            return True
+        if self.slow(now) is not None:
             return True
         if self.last_error is not None and (self.last_error_at or self.last_read) >= self.last_read:
             return True
@@ -57,6 +74,8 @@ class SourceHealth:
             "last_read": iso(self.last_read, "seconds"), "last_data": iso(self.last_data, "seconds"),
             "last_error": self.last_error, "last_error_at": iso(self.last_error_at, "seconds"),
             "stale": self.is_stale(),
+            "reading_since": iso(self.reading_since, "seconds"),
+            "slow": self.slow(),
         }
 
 

@@ -326,7 +326,9 @@ class SharedLive:
     def write_checkpoint(self) -> bool:
         """Write the whole state at ``last_id`` (only while leading); True when written."""
         assert self.data is not None
-        blob = self.data.export_state(self.last_id)
+        # Sources are read on threads of their own: no batch is published meanwhile.
+        with self.data.write_lock:
+            blob = self.data.export_state(self.last_id)
         written = bool(self._checkpoint(keys=[self.lock_key, self.checkpoint_key],
                                         args=[self.token, blob, self.session_ttl]))
         self._last_checkpoint = time.monotonic()
