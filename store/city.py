@@ -293,6 +293,33 @@ class CityData:
                     self._area_rows[name][res] = rows
         return rows
 
+    def rows_since(self, source: str, cursor: Any = None) -> tuple[pd.DataFrame, Any, bool]:
+        """The rows of ``source`` that came after ``cursor``: (rows, next cursor, whole).
+
+        For a consumer that takes each row once (event intake) at a cost per new row.
+        A streaming source answers the rows of its window that arrived after the
+        cursor (each arrival has a sequence number; a new version of a row id is a new
+        arrival). A snapshot source answers nothing while its version is the cursor's,
+        else its whole current state with ``whole`` True (the consumer tells old rows
+        from new, e.g. by id). ``cursor=None`` starts from the beginning.
+        """
+        with self._lock:
+            live = self._live.get(source)
+            if live is None:
+                version = self._source_versions.get(source, 0)
+                if cursor == ("version", version):
+                    return pd.DataFrame(), cursor, False
+                return self._frames.get(source, pd.DataFrame()), ("version", version), True
+            with live._lock:
+                current, next_seq = live.current, live._seq
+        start = cursor[1] if isinstance(cursor, tuple) and cursor[0] == "seq" else 0
+        if start > next_seq:  # the window was rebuilt (e.g. from a checkpoint): start over
+            start = 0
+        if current.empty or "_seq" not in current:
+            return pd.DataFrame(), ("seq", next_seq), False
+        new = current.loc[current["_seq"].to_numpy() >= start]
+        return new.drop(columns=["received", "_seq"], errors="ignore"), ("seq", next_seq), False
+
     def watermark(self, source: str) -> pd.Timestamp | None:
         """The newest event time ingested from ``source`` (None: no timed row yet).
 
