@@ -8,6 +8,7 @@ evaluation keep running, and health names the API as slow while its read runs on
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ CITY = {"name": "Trickle Bay", "center": {"lat": -33.92, "lon": 18.42}, "timezon
 
 
 def _requests_csv(path: Path, first: int, count: int) -> None:
+    """Write (first == 0) or extend the requests file, atomically as a careful producer does."""
     now = datetime.now(UTC)
     frame = pd.DataFrame({
         "rid": [f"q{i}" for i in range(first, first + count)],
@@ -32,7 +34,11 @@ def _requests_csv(path: Path, first: int, count: int) -> None:
         "x": [18.42 + 0.001 * (i % 37) for i in range(first, first + count)],
         "kind": ["pothole" if i % 3 else "noise" for i in range(first, first + count)],
     })
-    frame.to_csv(path, mode="a" if first else "w", header=not first, index=False)
+    if first:
+        frame = pd.concat([pd.read_csv(path, dtype=str), frame.astype(str)], ignore_index=True)
+    partial = path.with_suffix(".partial")
+    frame.to_csv(partial, index=False)
+    os.replace(partial, path)
 
 
 def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -83,7 +89,7 @@ def test_a_trickling_api_does_not_stop_the_file_intake_or_alerts(
         assert data.health["api"].rows_loaded == 1 and data.health["file"].rows_loaded == 50
         server.fail("trickle")
         api = data.health["api"]
-        _wait(lambda: api.slow() is not None, 5, "the API's read to be slow")
+        _wait(lambda: api.slow() is not None, 20, "the API's read to be slow")
         stuck_since = api.reading_since
         assert stuck_since is not None
         intake_before, alerts_before = services.intake.last_ok, services.alerting.last_ok
@@ -92,8 +98,8 @@ def test_a_trickling_api_does_not_stop_the_file_intake_or_alerts(
         for batch in range(3):
             time.sleep(0.3)  # a new modification time for each batch
             _requests_csv(path, 50 + 10 * batch, 10)
-        _wait(lambda: data.health["file"].rows_loaded == 80, 5, "the file's new rows")
-        _wait(lambda: events.store.count_reports() == 81, 5, "event intake of the new rows")
+        _wait(lambda: data.health["file"].rows_loaded == 80, 20, "the file's new rows")
+        _wait(lambda: events.store.count_reports() == 81, 20, "event intake of the new rows")
         assert services.ingest.rounds >= rounds_before + 10
         assert services.intake.last_ok is not None and services.intake.last_ok > intake_before
         assert services.alerting.last_ok is not None and alerts_before is not None \
