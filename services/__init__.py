@@ -204,6 +204,9 @@ def build(config: CityConfig, start_ingest: bool = True) -> Services:
     if config.section(SIGNS_SECTION) is not None:
         services.signs = _start_signs(store, engine, services.alerting,
                                       _alert_ledger(config, services.events))
+        if shared is not None:
+            live = shared
+            services.signs.writes_alerts = lambda: live.role == "leader"
         if services.auth is None:
             log.warning("signs: no users (they are the [[users]] of an [events] table): "
                         "nobody can acknowledge alerts")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -40,13 +40,17 @@ class VitalSigns:
     def __init__(self, data: CityData, indicators: Sequence[Indicator], rules: Sequence[Rule] = (),
                  *, history: IndicatorHistory | None = None, max_age: float = 2.0,
                  with_forecast: bool = True, ledger: AlertLedger | None = None,
-                 background_backtests: bool = False) -> None:
+                 background_backtests: bool = False,
+                 writes_alerts: Callable[[], bool] | None = None) -> None:
         self.data = data
         self.indicators = tuple(indicators)
         #: With ``background_backtests`` (the running app) forecasts are backtested on a
         #: worker thread: a refresh never waits for one (:mod:`ops.signs.background`).
         self.history = history or IndicatorHistory(background=background_backtests)
         self.book = AlertBook(rules, self.indicators, self.history, ledger=ledger)
+        #: Whether this process changes a shared book (the ingest leader does; the other
+        #: workers only read it, so a lagging replica never clears what the leader raised).
+        self.writes_alerts = writes_alerts or (lambda: True)
         self.max_age = max_age
         self.with_forecast = with_forecast
         self._readings: list[IndicatorReading] = []
@@ -68,7 +72,10 @@ class VitalSigns:
         with self._lock:
             readings = evaluate_all(self.data, self.indicators, now, self.history,
                                     self.with_forecast)
-            changes = self.book.evaluate(self.data, now, {r.name: r for r in readings})
+            if self.book.ledger is None or self.writes_alerts():
+                changes = self.book.evaluate(self.data, now, {r.name: r for r in readings})
+            else:
+                changes = AlertChanges(time=now)
             self._readings, self._changes = readings, changes
             self._computed_at = time.monotonic()
             return readings, changes

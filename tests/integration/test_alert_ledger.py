@@ -190,3 +190,19 @@ def test_two_gunicorn_workers_serve_one_alert_book_that_survives_a_restart(
     finally:
         stop(server)
         delete_keys(redis_url, prefix)
+
+
+def test_only_the_writer_changes_a_shared_book(ledger: Any, tmp_path: Path) -> None:
+    """A follower's VitalSigns reads the shared book but never evaluates into it."""
+    from ops.signs.service import VitalSigns
+
+    raw = synthetic_requests(n=20_000, days=2)
+    data = requests_city(tmp_path, raw)
+    now = T0 + pd.Timedelta(days=1, hours=7, minutes=30)
+    follower = VitalSigns(data, (), [parse_rule(RULE, [])], ledger=ledger,
+                          writes_alerts=lambda: False)
+    follower.refresh(now)
+    assert follower.book.active() == [] and ledger.read() is None
+    leader = VitalSigns(data, (), [parse_rule(RULE, [])], ledger=ledger)
+    leader.refresh(now)
+    assert {a.key for a in follower.book.active()} == expected_cells(raw, now)
