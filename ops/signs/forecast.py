@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Container
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
@@ -87,15 +88,19 @@ class Forecast:
     def first_crossing(self, limit: float, direction: Literal["above", "below"] = "above",
                        band: Literal["upper", "lower", "mean"] = "mean",
                        until: pd.Timestamp | None = None, inclusive: bool = False,
+                       steps: Container[pd.Timestamp] | None = None,
                        ) -> tuple[pd.Timestamp, float] | None:
         """The first forecast time (up to ``until``) whose ``band`` value is beyond ``limit``.
 
-        ``above`` means > limit (≥ with ``inclusive``), ``below`` < limit (≤);
-        returns (time, value) or None.
+        ``above`` means > limit (≥ with ``inclusive``), ``below`` < limit (≤); with
+        ``steps``, only those forecast times count (the forecast rule passes the steps
+        with skill). Returns (time, value) or None.
         """
         for when, value in zip(self.times, self.band(band), strict=True):
             if until is not None and when > until:
                 break
+            if steps is not None and when not in steps:
+                continue
             if direction == "above":
                 beyond = value >= limit if inclusive else value > limit
             else:

@@ -98,8 +98,8 @@ class ForecastRule(ThresholdRule):
             if thresholds.warn is not None:
                 levels.append(("warn", thresholds.warn, True))
         for severity, limit, inclusive in levels:
-            crossing = _first_skilful_crossing(predicted, limit, direction, self.band, until,
-                                               inclusive, skilful)
+            crossing = predicted.first_crossing(limit, direction, self.band, until, inclusive,
+                                                steps=skilful)
             if crossing is None:
                 continue
             when, value = crossing
@@ -109,24 +109,6 @@ class ForecastRule(ThresholdRule):
             return [Finding(self.indicator, severity, value, limit, fields=fields,
                             strength=abs(value - limit))]
         return []
-
-
-def _first_skilful_crossing(predicted: Forecast, limit: float, direction: str, band: Band,
-                            until: pd.Timestamp, inclusive: bool, skilful: set[pd.Timestamp],
-                            ) -> tuple[pd.Timestamp, float] | None:
-    """The first crossing at a step with skill (steps without skill are passed over)."""
-    for when, value in zip(predicted.times, predicted.band(band), strict=True):
-        if when > until:
-            break
-        if when not in skilful:
-            continue
-        if direction == "above":
-            beyond = value >= limit if inclusive else value > limit
-        else:
-            beyond = value <= limit if inclusive else value < limit
-        if beyond:
-            return when, value
-    return None
 
 
 def no_skill(predicted: Forecast) -> str:
