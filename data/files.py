@@ -45,10 +45,10 @@ class ReadNotes:
     truncated: bool = False
 
 
-class FileAdapter(AdapterBase):
-    """Shared behaviour: resolve the path, read, normalise, re-read on change."""
+class FileSource(AdapterBase):
+    """The hooks of every adapter that reads one file (files, replay, simulator): an
+    archive's ``member`` is checked, and the file and its mapped columns at load."""
 
-    options: ClassVar[frozenset[str]] = frozenset({"path", "member"})
     required_options: ClassVar[frozenset[str]] = frozenset({"path"})
 
     @classmethod
@@ -60,6 +60,12 @@ class FileAdapter(AdapterBase):
     def check_source(cls, where: str, source: Source) -> None:
         """The file exists and has the mapped columns (see :mod:`config.columns`)."""
         check_file_source(where, source)
+
+
+class FileAdapter(FileSource):
+    """Shared behaviour: resolve the path, read, normalise, re-read on change."""
+
+    options: ClassVar[frozenset[str]] = frozenset({"path", "member"})
 
     def _read(self, data: DataFile, notes: ReadNotes) -> pd.DataFrame:
         raise NotImplementedError

@@ -14,7 +14,6 @@ the round number so they stay unique. The file may be compressed (``.csv.gz``, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -22,29 +21,17 @@ import numpy as np
 import pandas as pd
 
 from config.city import parse_duration
-from config.columns import check_file_source
 from config.kit import ConfigError
-from data.base import AdapterBase, AdapterContext, Batch
-from data.files import AnyFileAdapter, check_member
+from data.base import AdapterContext, Batch
+from data.files import AnyFileAdapter, FileSource
 
 
-class ReplayAdapter(AdapterBase):
+class ReplayAdapter(FileSource):
     name = "replay"
     options: ClassVar[frozenset[str]] = frozenset(
         {"path", "member", "layer_name", "encoding", "delimiter", "compress_gaps", "loop",
          "warmup"})
-    required_options: ClassVar[frozenset[str]] = frozenset({"path"})
     streaming = True
-
-    @classmethod
-    def check_options(cls, where: str, options: Mapping[str, Any],
-                      fields: Mapping[str, str]) -> None:
-        check_member(where, options)
-
-    @classmethod
-    def check_source(cls, where: str, source: Any) -> None:
-        """The file it plays exists and has the mapped columns (see :mod:`config.columns`)."""
-        check_file_source(where, source)
 
     def __init__(self, source: Any, context: AdapterContext) -> None:
         super().__init__(source, context)

@@ -13,7 +13,6 @@ only on the seed, the device and *k*.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -21,28 +20,16 @@ import numpy as np
 import pandas as pd
 
 from config.city import ConfigError, parse_duration
-from config.columns import check_file_source
-from data.base import AdapterBase, AdapterContext, Batch
-from data.files import AnyFileAdapter, check_member
+from data.base import AdapterContext, Batch
+from data.files import AnyFileAdapter, FileSource
 
 
-class SensorSimulator(AdapterBase):
+class SensorSimulator(FileSource):
     name = "simulator"
     options: ClassVar[frozenset[str]] = frozenset(
         {"path", "member", "layer_name", "encoding", "delimiter", "period", "offline_rate",
          "recovery_rate", "reading_base", "seed"})
-    required_options: ClassVar[frozenset[str]] = frozenset({"path"})
     streaming = True
-
-    @classmethod
-    def check_options(cls, where: str, options: Mapping[str, Any],
-                      fields: Mapping[str, str]) -> None:
-        check_member(where, options)
-
-    @classmethod
-    def check_source(cls, where: str, source: Any) -> None:
-        """The file it plays exists and has the mapped columns (see :mod:`config.columns`)."""
-        check_file_source(where, source)
 
     def __init__(self, source: Any, context: AdapterContext) -> None:
         super().__init__(source, context)
