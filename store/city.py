@@ -157,6 +157,12 @@ class CityData:
         health.last_error_at = now
         health.last_read = health.last_read or None
 
+    @property
+    def writes_history(self) -> bool:
+        """Whether this process writes the replay history: every process on its own (with
+        shared live state, only the ingest leader: see ReplicatedCityData)."""
+        return True
+
     def apply_batch(self, source: Source, batch: Batch, now: datetime | None = None) -> None:
         """Install a batch from an adapter and update health.
 
@@ -195,7 +201,7 @@ class CityData:
                 self._totals[source.name].apply(delta)
                 health.rows_loaded = len(live.current)
                 # With shared live state only the ingest leader writes the history.
-                if self.history_store is not None and getattr(self, "mode", None) != "follower":
+                if self.history_store is not None and self.writes_history:
                     self.history_store.append(source.name, frame, received)
                 # No new rows, but rows aged out: still a new version of the data.
                 expired_only = not len(frame) and not delta.empty

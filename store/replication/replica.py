@@ -80,13 +80,16 @@ class ReplicatedCityData(CityData):
         dropped: a follower's data changes only through :meth:`apply_entry`.
     """
 
+    #: Also a class default: loading (in CityData.__init__) runs before __init__ sets it.
+    mode: Mode = "local"
+
     def __init__(self, config: CityConfig, clock: SharedClock | None = None) -> None:
         super().__init__(config)
         self.clock: SharedClock = clock or SharedClock(
             speed=config.live.speed, origin=config.live.start,
             anchored=config.live.start is not None)
         self.context = dc_replace(self.context, clock=self.clock)
-        self.mode: Mode = "local"
+        self.mode = "local"
         self.journal: Callable[[Entry], None] | None = None
         #: Number of log entries applied; the next entry must carry seq + 1.
         self.seq = 0
@@ -95,6 +98,11 @@ class ReplicatedCityData(CityData):
         #: Snapshot sources changed by the log since loading (their frames go into checkpoints).
         self._changed: set[str] = set()
         self._unshared_cursors: set[str] = set()
+
+    @property
+    def writes_history(self) -> bool:
+        """Only the ingest leader writes the history; followers replay its log."""
+        return self.mode != "follower"
 
     @classmethod
     def open(cls, config: CityConfig, clock: SharedClock | None = None) -> ReplicatedCityData:
