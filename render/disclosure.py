@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,25 +141,22 @@ def suppress(base_counts: pd.Series, k: int = DEFAULT_K, base_res: int = 10,
             return False, smallest_visible(kids)
         return False, None
 
+    # Parents over their children and admin units over their member cells settle the
+    # same way; the unit itself is hidden in its own set, an extra cell always in ``hidden``.
+    totals: tuple[tuple[Mapping[Any, list[int]], set[Any]], ...] = (
+        (children, hidden), (members, hidden_groups))
     changed = True
     while changed:
         changed = False
-        for parent, kids in children.items():
-            hide_parent, extra = settle(parent in hidden, kids)
-            if hide_parent:
-                hidden.add(parent)
-                changed = True
-            if extra is not None:
-                hidden.add(extra)
-                changed = True
-        for name, kids in members.items():
-            hide_group, extra = settle(name in hidden_groups, kids)
-            if hide_group:
-                hidden_groups.add(name)
-                changed = True
-            if extra is not None:
-                hidden.add(extra)
-                changed = True
+        for parts, hidden_totals in totals:
+            for total, kids in parts.items():
+                hide_total, extra = settle(total in hidden_totals, kids)
+                if hide_total:
+                    hidden_totals.add(total)
+                    changed = True
+                if extra is not None:
+                    hidden.add(extra)
+                    changed = True
     return Suppression(k=k, base_res=base_res, hidden_cells=frozenset(hidden),
                        hidden_groups=frozenset(hidden_groups), counts=count)
 
