@@ -46,6 +46,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+def start_private_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A Redis of the test's own on ``port`` (the shared one is never stopped), empty
+    whenever it starts: no snapshot, no append-only file. Waits until it listens."""
+    require(REDIS_SERVER.exists(), "redis-server is not installed (needed for a private Redis)")
+    process = subprocess.Popen([str(REDIS_SERVER), "--port", str(port), "--save", "",
+                                "--appendonly", "no", "--dir", str(directory)],
+                               stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not port_open("127.0.0.1", port):
+        assert time.monotonic() < deadline, "timed out after 10 s waiting for the private Redis"
+        time.sleep(0.05)
+    return process
+
+
 def _private_events(config, tmp_path_factory):
     """The config with its event store in a temporary folder (tests never touch var/)."""
     import dataclasses

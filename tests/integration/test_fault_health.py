@@ -22,7 +22,7 @@ import h3
 import pytest
 
 from app import create_app, parse_config
-from tests.conftest import free_port, port_open, require
+from tests.conftest import free_port, require, start_private_redis
 from tests.integration.test_mqtt import MOSQUITTO, PrivateBroker, device_table
 from tests.integration.test_shared_live import CITY, city_table, write_city_files
 from tests.pgtools import PrivatePostgres
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.service
 
 TOKEN = "fault-test-token-" + "x" * 16
 TOKEN_ENV = "CITYBRAIN_TEST_FAULT_TOKEN"
-REDIS_SERVER = Path("/usr/bin/redis-server")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
@@ -157,15 +156,11 @@ def test_postgresql_outage_is_named_and_every_api_answers_json(
 # ----------------------------------------------------------------------- Redis
 @pytest.fixture()
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    require(REDIS_SERVER.exists(), "redis-server is not installed (needed for a private Redis)")
     port = free_port()
     process: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
-        process.append(subprocess.Popen([str(REDIS_SERVER), "--port", str(port), "--save", "",
-                                         "--appendonly", "no", "--dir", str(tmp_path)],
-                                        stdout=subprocess.DEVNULL))
-        wait_for(lambda: port_open("127.0.0.1", port), 10, "the private Redis")
+        process.append(start_private_redis(port, tmp_path))
 
     def kill() -> None:
         process[-1].kill()

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, free_port, port_open, require, wait_for_http
+from tests.conftest import REPO, free_port, port_open, require, start_private_redis, wait_for_http
 from tests.integration.test_mqtt import Publisher, device, device_table
 from tests.integration.test_shared_live import URL_ENV, _toml, get
 
@@ -66,21 +66,10 @@ def test_a_fault_mid_stream_loses_no_acknowledged_message(
     from data.mqtt import forget_session
 
     # A private Redis (the shared one is never stopped), empty when it comes back.
-    server_path = Path("/usr/bin/redis-server")
-    require(server_path.exists(), "redis-server is not installed (needed for a private Redis)")
     redis_port = free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
 
-    def start_redis() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([str(server_path), "--port", str(redis_port), "--save", "",
-                                    "--appendonly", "no", "--dir", str(tmp_path)],
-                                   stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", redis_port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return process
-
-    redis_server = start_redis()
+    redis_server = start_private_redis(redis_port, tmp_path)
 
     prefix = f"citybrain-test-{uuid.uuid4().hex[:10]}:"
     topic = f"citybrain-test/{uuid.uuid4().hex}"
@@ -130,7 +119,7 @@ def test_a_fault_mid_stream_loses_no_acknowledged_message(
             redis_server.wait()
             burst(150)  # while nobody may ingest
             time.sleep(5)
-            redis_server = start_redis()
+            redis_server = start_private_redis(redis_port, tmp_path)
         total = len(sent)
         final = health_by_worker(
             base, lambda s: any((p != leader or fault != "kill-leader")

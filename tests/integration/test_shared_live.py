@@ -33,7 +33,7 @@ from config.city import ConfigError
 from data import AdapterContext, get_adapter_class
 from store.ingest import IngestEngine
 from store.replication import Entry, SharedLive, decode_frame, encode_frame, shared_mode
-from tests.conftest import REPO, free_port, port_open, require, wait_for_http
+from tests.conftest import REPO, free_port, require, start_private_redis, wait_for_http
 
 pytestmark = pytest.mark.service
 
@@ -294,19 +294,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 def test_ingest_pauses_while_redis_is_down_and_resumes_after(tmp_path: Path) -> None:
     """A private Redis (the shared one is never stopped) goes away and comes back empty."""
-    server_path = Path("/usr/bin/redis-server")
-    require(server_path.exists(), "redis-server is not installed (needed for a private Redis)")
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
 
-    def start_redis() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([str(server_path), "--port", str(port), "--save", "",
-                                    "--appendonly", "no", "--dir", str(tmp_path)],
-                                   stdout=subprocess.DEVNULL)
-        wait_until(lambda: port_open("127.0.0.1", port), 10, "the private Redis")
-        return process
-
-    redis_server = start_redis()
+    redis_server = start_private_redis(port, tmp_path)
     write_city_files(tmp_path)
     config = parse_config(city_table("outage:", tmp_path, speed=3600), tmp_path)
     workers: list[SharedLive] = []
@@ -331,7 +322,7 @@ def test_ingest_pauses_while_redis_is_down_and_resumes_after(tmp_path: Path) -> 
                    "the leader to stop ingesting without Redis")
         paused = max(w.data.seq for w in workers if w.data)
 
-        redis_server = start_redis()  # empty: the session is put back by the workers
+        redis_server = start_private_redis(port, tmp_path)  # empty: the session is put back by the workers
         wait_until(lambda: roles() == ["follower", "leader"] and in_step()
                    and min(w.data.seq for w in workers if w.data) > paused + 2, 20,
                    "ingest to resume with both workers in step")
