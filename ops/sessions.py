@@ -176,7 +176,9 @@ class SessionGuard:
                 pass
         except RateLimitExceeded:
             current = self.limiter.current_limit
-            wait = current.reset_at - time.time() if current is not None else 60.0
+            # reset_at is a whole second, rounded up: never say longer than the window.
+            wait = (min(current.reset_at - time.time(), current.limit.get_expiry())
+                    if current is not None else 60.0)
             raise SignInRefused("too many sign-in attempts from this address; try again in "
                                 f"{max(1, int(wait + 0.999))} s", wait, "address") from None
         except Exception as exc:  # the storage's own errors (e.g. Redis down): fail closed
